@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11 and pip:
+#   make run    create .venv, install churnctl, run the nightly job on the bundled sample
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE_AS_OF ?= 2026-06-30
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv sample bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/churnctl run --config configs/churnctl.yaml --as-of $(SAMPLE_AS_OF)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sample: $(STAMP)
+	$(BIN)/churnctl sample --out data/sample --customers 2500 --seed 7 --end-date $(SAMPLE_AS_OF)
+
+clean:
+	rm -rf out models state .pytest_cache

@@ -1,0 +1,257 @@
+"""Typed configuration with built-in defaults; a YAML file only overrides.
+
+``load_config(None)`` returns the defaults, so every command works with no file.  A file is
+read with ``yaml.safe_load``; unknown keys fail with a suggestion, wrong types name the key.
+Relative paths in a file are resolved against the folder of that file, so a cron job can run
+from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_FX_RATES = {
+    # Units of base currency (USD) per one unit of the currency.
+    "USD": 1.0,
+    "EUR": 1.08,
+    "GBP": 1.27,
+    "CAD": 0.73,
+    "AUD": 0.66,
+    "JPY": 0.0067,
+    "CHF": 1.13,
+    "SEK": 0.095,
+    "PLN": 0.25,
+    "MXN": 0.058,
+    "BRL": 0.20,
+    "CNY": 0.14,
+    "INR": 0.012,
+}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Input files for ``churnctl run`` (command-line options override them)."""
+
+    orders: tuple[str, ...] = ()
+    events: str | None = None
+    customers: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    max_reject_fraction: float = 0.05
+    fx_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FX_RATES))
+    default_status: str = "completed"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    recent_days: int = 90
+    loyal_min_orders: int = 5
+    # R score 5..1: recency_days <= 30 -> 5, <= 60 -> 4, <= 120 -> 3, <= 240 -> 2, else 1.
+    recency_edges: tuple[int, ...] = (30, 60, 120, 240)
+    # F score 1..5: frequency <= 1 -> 1, <= 2 -> 2, <= 3 -> 3, <= 5 -> 4, else 5.
+    frequency_edges: tuple[int, ...] = (1, 2, 3, 5)
+
+
+@dataclass(frozen=True)
+class XGBoostParams:
+    n_estimators: int = 300
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    min_child_weight: float = 5.0
+    reg_lambda: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "models/churn_model.joblib"
+    algo: str = "xgboost"
+    snapshots: int = 4
+    snapshot_step_days: int = 30
+    max_age_days: int = 7
+    min_class_count: int = 20
+    calibration: str = "isotonic"
+    xgboost: XGBoostParams = field(default_factory=XGBoostParams)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    risk_high: float = 0.6
+    risk_medium: float = 0.3
+    value_a_share: float = 0.80
+    value_b_share: float = 0.95
+    min_cause_contribution: float = 0.05
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    offer_code_prefix: str = "CC"
+    # Unknown consent (no customers file, or no marketing_consent column) counts as no consent.
+    require_consent: bool = True
+    default_language: str = "en"
+    country_languages: dict[str, str] = field(
+        default_factory=lambda: {
+            "DE": "de", "AT": "de", "CH": "de", "FR": "fr", "BE": "fr", "ES": "es",
+            "MX": "es", "IT": "it", "NL": "nl", "PL": "pl", "SE": "sv", "JP": "ja",
+            "BR": "pt", "PT": "pt", "CN": "zh",
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    base_currency: str = "USD"
+    horizon_days: int = 90
+    seed: int = 42
+    output_dir: str = "out"
+    rules: str | None = None
+    inputs: Inputs = field(default_factory=Inputs)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def hash(self) -> str:
+        """Return a short sha256 of the effective configuration (recorded in models and runs)."""
+        blob = json.dumps(to_dict(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def to_dict(obj: Any) -> Any:
+    """Return a plain dict/list tree of a config dataclass."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+PATH_KEYS = {("output_dir",), ("rules",), ("model", "path"), ("inputs", "orders"),
+             ("inputs", "events"), ("inputs", "customers")}
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Return the configuration: built-in defaults overridden by the YAML file at ``path``."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys")
+    raw = _resolve_paths(raw, path.parent)
+    return from_mapping(Config, raw, where=str(path))
+
+
+def _resolve_paths(raw: dict, base: Path) -> dict:
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            return str(base / value)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    out = dict(raw)
+    for keys in PATH_KEYS:
+        node = out
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                break
+            node[k] = dict(node[k])
+            node = node[k]
+        else:
+            if keys[-1] in node and node[keys[-1]] is not None:
+                node[keys[-1]] = fix(node[keys[-1]])
+    return out
+
+
+def from_mapping(cls: type, raw: Any, *, where: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types.
+
+    Raises :class:`ConfigError` naming ``where`` and the dotted key on any problem.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{hint}")
+        kwargs[key] = _coerce(hints[key], value, where=where, key=f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, *, where: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value if value is not None else {}, where=where, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where=where, key=key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: '{key}' must be a list")
+        return tuple(_coerce(args[0], v, where=where, key=key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a mapping")
+        return {
+            _coerce(args[0], k, where=where, key=key): _coerce(args[1], v, where=where, key=f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: '{key}' must be a whole number, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: '{key}' must be text, got {value!r}")
+        return str(value)
+    return value
