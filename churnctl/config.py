@@ -96,6 +96,8 @@ class ScoringConfig:
     value_a_share: float = 0.80
     value_b_share: float = 0.95
     min_cause_contribution: float = 0.05
+    # xgboost explanations: "exact" TreeSHAP, or "approx" (path attribution, ~10x faster).
+    contributions: str = "exact"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,170 @@
+"""Scores frame: calibrated churn probability, tiers, cause families and reasons per customer.
+
+Each feature's contribution to the model margin (log-odds) is summed per cause family
+(``features.family_of``) into the ``cause_<family>`` columns; the model's ``bias`` belongs to
+no family.  ``top_cause`` is the actionable family pushing risk up the most, or ``activity``
+when none pushes by more than ``scoring.min_cause_contribution``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import features as _features
+from . import reasons as _reasons
+from .config import Config
+from .errors import ConfigError, ModelError
+from .model import ChurnModel
+from .schema import ACTIONABLE_FAMILIES, ACTIVITY, CAUSE_COLUMNS, FAMILIES, SCORE_COLUMNS, cause_column
+
+#: Probabilities and contributions are rounded so that files are stable across runs.
+DECIMALS = 6
+#: Shares equal to a boundary up to this tolerance count as reaching it.
+_SHARE_TOL = 1e-12
+
+
+def risk_tiers(p: np.ndarray | pd.Series, high: float, medium: float) -> np.ndarray:
+    """Return ``high`` where ``p >= high``, ``medium`` where ``p >= medium``, else ``low``; shape (n,)."""
+    p = np.asarray(p, dtype=np.float64)
+    return np.select([p >= high, p >= medium], ["high", "medium"], default="low").astype(object)
+
+
+def value_tiers(monetary: pd.Series, a_share: float, b_share: float) -> pd.Series:
+    """Return the value tier (A/B/C) of each customer, indexed like ``monetary``.
+
+    Customers are sorted by revenue, highest first (ties by ``customer_id``).  A customer is
+    **A** while the revenue of the customers before it is below ``a_share`` of the total, so
+    the customer whose revenue crosses the A boundary is still A; likewise **B** up to
+    ``b_share``; the rest are **C**.  Negative or missing revenue counts as 0; when the total
+    is 0 every customer is C.
+    """
+    m = np.clip(monetary.to_numpy(dtype=np.float64, na_value=0.0), 0.0, None)
+    total = m.sum()
+    n = len(m)
+    if n == 0 or total <= 0:
+        return pd.Series(np.full(n, "C", dtype=object), index=monetary.index, name="value_tier")
+    ids = np.asarray(monetary.index, dtype=object)
+    order = np.lexsort((ids, -m))
+    ranked = m[order]
+    before = np.concatenate(([0.0], np.cumsum(ranked)[:-1])) / total
+    tier_sorted = np.select(
+        [before < a_share - _SHARE_TOL, before < b_share - _SHARE_TOL], ["A", "B"], default="C"
+    ).astype(object)
+    tiers = np.empty(n, dtype=object)
+    tiers[order] = tier_sorted
+    return pd.Series(tiers, index=monetary.index, name="value_tier")
+
+
+def family_contributions(
+    contributions: pd.DataFrame, family_of: Callable[[str], str] | None = None
+) -> pd.DataFrame:
+    """Return the summed contribution (log-odds) per cause family: columns ``schema.CAUSE_COLUMNS``.
+
+    ``contributions`` has one column per feature (a ``bias`` column is ignored); each
+    feature goes to ``family_of(name)`` (default ``features.family_of``).
+    """
+    family_of = family_of or _features.family_of
+    position = {f: i for i, f in enumerate(FAMILIES)}
+    out = np.zeros((len(contributions), len(FAMILIES)), dtype=np.float64)
+    for name in contributions.columns:
+        if name == "bias":
+            continue
+        family = family_of(name)
+        if family not in position:
+            raise ModelError(f"model feature '{name}' has unknown cause family '{family}'; retrain with `churnctl train`")
+        out[:, position[family]] += contributions[name].to_numpy(dtype=np.float64)
+    return pd.DataFrame(out, index=contributions.index, columns=list(CAUSE_COLUMNS))
+
+
+def top_causes(causes: pd.DataFrame, min_contribution: float) -> np.ndarray:
+    """Return the top cause per row, shape (n,): the actionable family with the largest contribution.
+
+    The family wins only when its contribution is positive and greater than
+    ``min_contribution``; otherwise the cause is ``activity``.  Ties go to the family listed
+    first in ``schema.ACTIONABLE_FAMILIES``.
+    """
+    matrix = causes[[cause_column(f) for f in ACTIONABLE_FAMILIES]].to_numpy(dtype=np.float64)
+    if len(matrix) == 0:
+        return np.empty(0, dtype=object)
+    best = np.argmax(matrix, axis=1)
+    value = matrix[np.arange(len(matrix)), best]
+    names = np.asarray(ACTIONABLE_FAMILIES, dtype=object)[best]
+    return np.where(value > max(min_contribution, 0.0), names, ACTIVITY).astype(object)
+
+
+def _lifecycle(frame: pd.DataFrame, loyal_min_orders: int) -> pd.Series:
+    if "lifecycle_stage" in frame.columns:
+        return frame["lifecycle_stage"].astype(object)
+    freq = frame["frequency"].to_numpy(dtype=np.float64, na_value=0.0)
+    stage = np.select([freq <= 1, freq >= loyal_min_orders], ["new", "loyal"], default="repeat").astype(object)
+    return pd.Series(stage, index=frame.index)
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column in frame.columns:
+        return frame[column]
+    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+
+def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataFrame:
+    """Return the scores frame: one row per customer of ``features``.
+
+    Parameters
+    ----------
+    features : pd.DataFrame
+        Output of ``features.build`` (index ``customer_id``).
+    model : ChurnModel
+        A loaded model; its features must all be present.
+    config : Config
+        ``config.scoring`` sets the tiers and the cause threshold.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index ``customer_id``; columns ``schema.SCORE_COLUMNS`` without ``customer_id``.
+
+    Raises
+    ------
+    ModelError
+        A model feature is missing from ``features``.
+    """
+    sc = config.scoring
+    if sc.contributions not in ("exact", "approx"):
+        raise ConfigError(f"scoring.contributions: unknown value '{sc.contributions}' (choose exact or approx)")
+    model.check_features(features)
+    frame = features  # the parameter shadows the module name, kept for the public signature
+    p = np.round(model.predict_proba(frame), DECIMALS)
+    contrib = model.contributions(frame, approx=sc.contributions == "approx")
+    by_feature = contrib.drop(columns="bias")
+    causes = family_contributions(by_feature).round(DECIMALS)
+
+    frequency = frame["frequency"]
+    monetary = frame["monetary_total"].astype(np.float64)
+    if "aov" in frame.columns:
+        aov = frame["aov"].astype(np.float64)
+    else:
+        aov = monetary / frequency.astype(np.float64).where(frequency > 0)
+    out = pd.DataFrame(
+        {
+            "churn_probability": p,
+            "risk_tier": risk_tiers(p, sc.risk_high, sc.risk_medium),
+            "rfm_segment": _text(frame, "rfm_segment").to_numpy(),
+            "value_tier": value_tiers(monetary, sc.value_a_share, sc.value_b_share).to_numpy(),
+            "lifecycle_stage": _lifecycle(frame, config.features.loyal_min_orders).to_numpy(),
+            "days_since_last_order": frame["recency_days"].to_numpy(),
+            "frequency": frequency.to_numpy(),
+            "monetary_total": monetary.round(2).to_numpy(),
+            "aov": aov.round(2).to_numpy(),
+            "country": _text(frame, "country").to_numpy(),
+            "channel": _text(frame, "channel").to_numpy(),
+            "top_cause": top_causes(causes, sc.min_cause_contribution),
+        },
+        index=pd.Index(frame.index, name="customer_id"),
+    )
+    for column in CAUSE_COLUMNS:
+        out[column] = causes[column].to_numpy()
+    out["reasons"] = _reasons.build(frame, by_feature, top_n=3, recent_days=config.features.recent_days).reindex(frame.index).to_numpy()
+    return out[list(SCORE_COLUMNS[1:])]
