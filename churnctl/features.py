@@ -1,0 +1,763 @@
+"""Customer features at an as-of date: one row per customer, each tagged with a cause family.
+
+:func:`build` turns the canonical orders frame (and optionally the events frame) into one row
+per customer with at least one *completed* order on or before ``as_of``, indexed by
+``customer_id`` (exact spelling) and sorted by it.  Orders and events are cut at ``as_of``
+once (``t < schema.day_end(as_of)``) and grouped by customer once: the rows are factorized to
+integer customer codes and sorted by (customer, time), and every feature is computed from that
+shared :class:`Groups` with ``np.bincount`` over the codes.  Nothing loops per customer.
+
+Each feature is registered with :func:`feature`, which records its cause family
+(``schema.FAMILIES``), its plain-words definition and the input columns it needs beside its
+code; ``features --list``, explanations and rules read :data:`FEATURES`.  A feature whose
+input columns are absent is not built; the rest still is.
+
+Conventions used by every definition:
+
+* *completed orders* (``status == "completed"``; every order when there is no status column)
+  drive activity, rhythm, price, shipping and duties features; *all orders* on or before
+  ``as_of`` (any status) are the denominator of the cancel, refund and return rates.
+* Days are calendar days: an order's day is its date; ``recency_days`` of an order placed on
+  ``as_of`` is 0.  The recent window ("90d"; its length is ``config.recent_days``, and "90"
+  in names and definitions stands for it) is the days 0..89 before ``as_of``, ``as_of``
+  included; the previous window is days 90..179.  "30d" is days 0..29 (fixed).
+* Missing money amounts (discount, shipping, duties) count as 0.
+* Every value reads one customer's rows only, so the frame can be built per customer
+  partition and concatenated, except ``m_score``: a quintile over the whole population built.
+
+Descriptor columns (:data:`DESCRIPTOR_COLUMNS`) and auxiliary counts used by reasons
+(:data:`AUX_COLUMNS`, names start with ``_``) are in the frame but are not model inputs;
+:func:`model_columns` lists the model inputs.  No personal data (email, name) is ever read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .config import FeatureConfig
+from .errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A model feature: its column name, cause family, definition and the input columns it needs.
+
+    ``requires`` names order columns, and event columns as ``events.<column>``.
+    """
+
+    name: str
+    family: str
+    doc: str
+    requires: tuple[str, ...] = ()
+
+
+#: Registered model features, in registry (and frame) order.
+FEATURES: dict[str, Feature] = {}
+_COMPUTE: dict[str, Callable[["Groups"], np.ndarray]] = {}
+_AUX: dict[str, tuple[tuple[str, ...], Callable[["Groups"], np.ndarray]]] = {}
+
+#: Columns that describe a customer but are not model inputs.
+DESCRIPTOR_COLUMNS = (
+    "country", "channel", "first_order_date", "last_order_date", "lifecycle_stage",
+    "r_score", "f_score", "m_score", "rfm_segment",
+)
+
+#: Segment from (R, F) scores; the first rule whose R and F sets both match wins.
+RFM_RULES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
+    ("Champions", (4, 5), (4, 5)),
+    ("Loyal", (3,), (4, 5)),
+    ("Potential loyalist", (4, 5), (2, 3)),
+    ("New", (5,), (1,)),
+    ("Promising", (4,), (1,)),
+    ("Need attention", (3,), (1, 2, 3)),
+    ("Can't lose them", (1, 2), (5,)),
+    ("At risk", (1, 2), (3, 4)),
+    ("Hibernating", (2,), (1, 2)),
+    ("Lost", (1,), (1, 2)),
+)
+
+#: Event topic -> the cause family its complaints and support tickets count towards.
+TOPIC_FAMILIES = {
+    "logistics": "logistics", "price": "price", "service": "service",
+    "product": "product", "payment": "service",
+}
+
+_ORDER_USED = schema.ORDER_REQUIRED + (
+    "status", "country", "channel", *schema.ORDER_MONEY,
+    "delivery_days", "promised_days", "review_score",
+)
+
+
+def feature(family: str, doc: str, requires: tuple[str, ...] = (), *, name: str | None = None):
+    """Return a decorator registering a feature function ``f(groups) -> array`` in FEATURES."""
+    if family not in schema.FAMILIES:
+        raise ValueError(f"unknown cause family {family!r}")
+
+    def register(func: Callable[["Groups"], np.ndarray]):
+        key = name or func.__name__
+        if key in FEATURES:
+            raise ValueError(f"feature {key!r} registered twice")
+        FEATURES[key] = Feature(key, family, " ".join(doc.split()), tuple(requires))
+        _COMPUTE[key] = func
+        return func
+
+    return register
+
+
+# --- grouping ---------------------------------------------------------------------------------
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _naive_datetimes(col: pd.Series, where: str) -> np.ndarray:
+    if not pd.api.types.is_datetime64_any_dtype(col.dtype):
+        raise InputError(f"{where}: column '{col.name}' must hold datetimes, got {col.dtype}")
+    if getattr(col.dtype, "tz", None) is not None:
+        col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+    return col.to_numpy()
+
+
+def _codes_in(col: pd.Series, allowed: tuple[str, ...]) -> np.ndarray:
+    """Return per-row position of the value in ``allowed`` (-1 when missing or not allowed)."""
+    codes, uniques = pd.factorize(col)
+    lut = np.array([allowed.index(u) if u in allowed else -1 for u in uniques] + [-1])
+    return lut[codes]  # code -1 (missing) picks the trailing -1
+
+
+class Groups:
+    """Orders and events of the customers at ``as_of``, cut once and grouped once by customer.
+
+    Orders are sorted by (customer code, order time, order_id); ``code`` is the customer's row
+    in the output.  The ``c_*`` arrays are the completed orders, in the same order.
+    """
+
+    def __init__(self, orders: pd.DataFrame, as_of: pd.Timestamp,
+                 events: pd.DataFrame | None, config: FeatureConfig) -> None:
+        missing = [c for c in schema.ORDER_REQUIRED if c not in orders.columns]
+        if missing:
+            raise InputError(f"orders: missing required column '{missing[0]}'")
+        self.config = config
+        self.as_of = schema.as_of_timestamp(as_of)
+        end = np.datetime64(schema.day_end(self.as_of))
+        self.as_of_day = int(np.datetime64(self.as_of, "D").astype(np.int64))
+        self.columns = {c for c in _ORDER_USED if c in orders.columns}
+        self.text_dtype = orders["customer_id"].dtype
+
+        dates = _naive_datetimes(orders["order_date"], "orders")
+        cust, uniques = pd.factorize(orders["customer_id"], sort=True)
+        status = (_codes_in(orders["status"], schema.ORDER_STATUSES)
+                  if "status" in self.columns else None)
+        done = (status == schema.ORDER_STATUSES.index(schema.COMPLETED) if status is not None
+                else np.ones(len(orders), dtype=bool))  # no status column: all completed
+        rows = np.flatnonzero((dates < end) & (cust >= 0))  # the one as_of cut (NaT is dropped)
+        has_done = np.bincount(cust[rows][done[rows]], minlength=len(uniques)) > 0
+        rows = rows[has_done[cust[rows]]]
+        recode = np.cumsum(has_done) - 1
+        self.ids = pd.Index(uniques[has_done], name="customer_id")
+        self.n = len(self.ids)
+
+        # Sort by (customer, time); exact ties in time are broken by order_id so the result does
+        # not depend on the input row order.
+        code = recode[cust[rows]]
+        time = dates[rows].astype("datetime64[ns]").view(np.int64)
+        order = np.lexsort((time, code))
+        if np.any((np.diff(code[order]) == 0) & (np.diff(time[order]) == 0)):
+            oid = pd.factorize(orders["order_id"].iloc[rows].astype(str), sort=True)[0]
+            order = np.lexsort((oid, time, code))
+        self.rows = rows[order]
+        self.code = code[order]
+        self.day = dates[self.rows].astype("datetime64[D]").astype(np.int64)
+        self.date_dtype = dates.dtype
+        self.status = status[self.rows] if status is not None else None
+        self._orders = orders
+        self._cache: dict[str, np.ndarray] = {}
+
+        self.c_pos = np.flatnonzero(done[self.rows])  # completed orders, in group order
+        self.c_code = self.code[self.c_pos]
+        self.c_day = self.day[self.c_pos]
+        self.c_count = np.bincount(self.c_code, minlength=self.n)
+        c_end = np.cumsum(self.c_count) - 1
+        self.c_last = self.c_pos[c_end]  # order index of each customer's last completed order
+        self.c_first_day = self.c_day[c_end - self.c_count + 1]
+        self.c_last_day = self.c_day[c_end]
+        # 0 for the latest completed order of a customer, 1 for the one before, ...
+        self.c_rev = c_end[self.c_code] - np.arange(self.c_code.size)
+        self.c_days_ago = self.as_of_day - self.c_day
+        self.c_amount = self.col("amount")[self.c_pos]
+
+        self.events = events is not None
+        self.event_columns: set[str] = set()
+        if events is not None:
+            self._init_events(events, end)
+
+    def _init_events(self, events: pd.DataFrame, end: np.datetime64) -> None:
+        missing = [c for c in schema.EVENT_REQUIRED if c not in events.columns]
+        if missing:
+            raise InputError(f"events: missing required column '{missing[0]}'")
+        self.event_columns = {f"events.{c}" for c in schema.EVENT_COLUMNS if c in events.columns}
+        times = _naive_datetimes(events["event_time"], "events")
+        ecust, euniques = pd.factorize(events["customer_id"])  # map each distinct id once
+        code = np.append(self.ids.get_indexer(euniques), -1)[ecust]
+        keep = np.flatnonzero((code >= 0) & (times < end))
+        self.e_code = code[keep]
+        self.e_days_ago = self.as_of_day - times[keep].astype("datetime64[D]").astype(np.int64)
+        self.e_type = _codes_in(events["event_type"], schema.EVENT_TYPES)[keep]
+        self.e_topic = _codes_in(events["topic"], schema.EVENT_TOPICS)[keep] \
+            if "topic" in events.columns else None
+
+    # --- helpers shared by the feature functions ----------------------------------------------
+    def col(self, name: str) -> np.ndarray:
+        """Return an order column as float64 in group order (computed once)."""
+        if name not in self._cache:
+            values = self._orders[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+            self._cache[name] = values
+        return self._cache[name]
+
+    def money(self, name: str) -> np.ndarray:
+        """Return a money column with missing amounts as 0."""
+        return np.nan_to_num(self.col(name), nan=0.0)
+
+    def count(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Return per-customer counts of orders (any status) where ``mask``."""
+        code = self.code if mask is None else self.code[mask]
+        return np.bincount(code, minlength=self.n)
+
+    def total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Return per-customer sums of order values (any status) where ``mask``."""
+        if mask is None:
+            return np.bincount(self.code, weights=values, minlength=self.n)
+        return np.bincount(self.code[mask], weights=values[mask], minlength=self.n)
+
+    def c_count_where(self, mask: np.ndarray) -> np.ndarray:
+        """Return per-customer counts of completed orders where ``mask`` (completed-aligned)."""
+        return np.bincount(self.c_code[mask], minlength=self.n)
+
+    def c_total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Return per-customer sums over completed orders (completed-aligned values)."""
+        if mask is None:
+            return np.bincount(self.c_code, weights=values, minlength=self.n)
+        return np.bincount(self.c_code[mask], weights=values[mask], minlength=self.n)
+
+    def status_is(self, status: str) -> np.ndarray:
+        return self.status == schema.ORDER_STATUSES.index(status)
+
+    def last_where(self, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Return each customer's value at the latest order where ``mask`` (NaN if none)."""
+        pos = np.flatnonzero(mask)
+        counts = np.bincount(self.code[pos], minlength=self.n)
+        out = np.full(self.n, np.nan)
+        if pos.size:
+            ends = np.cumsum(counts) - 1
+            has = counts > 0
+            out[has] = values[pos[ends[has]]]
+        return out
+
+    def ecount(self, event_type: str, lo: int = 0, hi: int | None = None,
+               topic: str | None = None) -> np.ndarray:
+        """Return per-customer counts of events of a type with ``lo <= days_ago < hi``."""
+        mask = self.e_type == schema.EVENT_TYPES.index(event_type)
+        if lo > 0:
+            mask &= self.e_days_ago >= lo
+        if hi is not None:
+            mask &= self.e_days_ago < hi
+        if topic is not None:
+            mask &= self.e_topic == schema.EVENT_TOPICS.index(topic)
+        return np.bincount(self.e_code[mask], minlength=self.n)
+
+    @property
+    def recent(self) -> int:
+        return self.config.recent_days
+
+
+# --- activity ---------------------------------------------------------------------------------
+@feature("activity", "Whole days from the date of the last completed order to as_of (0: on as_of).")
+def recency_days(g: Groups) -> np.ndarray:
+    return g.as_of_day - g.c_last_day
+
+
+@feature("activity", "Number of completed orders.")
+def frequency(g: Groups) -> np.ndarray:
+    return g.c_count
+
+
+@feature("activity", "Sum of the amounts of completed orders (base currency).")
+def monetary_total(g: Groups) -> np.ndarray:
+    return g.c_total(g.c_amount)
+
+
+@feature("activity", "Average completed order value: monetary_total / frequency.")
+def aov(g: Groups) -> np.ndarray:
+    return _ratio(g.c_total(g.c_amount), g.c_count)
+
+
+@feature("activity", "Whole days from the date of the first completed order to as_of.")
+def tenure_days(g: Groups) -> np.ndarray:
+    return g.as_of_day - g.c_first_day
+
+
+@feature("activity", """Mean days between consecutive completed orders:
+         (last date - first date) / (frequency - 1); NaN with one order.""")
+def mean_gap_days(g: Groups) -> np.ndarray:
+    return _ratio(g.c_last_day - g.c_first_day, g.c_count - 1)
+
+
+@feature("activity", "Median days between consecutive completed orders; NaN with one order.")
+def median_gap_days(g: Groups) -> np.ndarray:
+    same = np.diff(g.c_code) == 0
+    gaps = np.diff(g.c_day)[same].astype(np.float64)
+    code = g.c_code[1:][same]
+    order = np.lexsort((gaps, code))
+    gaps = gaps[order]
+    k = np.bincount(code, minlength=g.n)
+    start = np.cumsum(k) - k
+    has = k > 0
+    out = np.full(g.n, np.nan)
+    out[has] = (gaps[start[has] + (k[has] - 1) // 2] + gaps[start[has] + k[has] // 2]) / 2
+    return out
+
+
+@feature("activity", """recency_days / max(mean_gap_days, 1): above 1 the customer is later than
+         their usual rhythm; NaN with one order.""")
+def overdue_ratio(g: Groups) -> np.ndarray:
+    gap = mean_gap_days(g)
+    return (g.as_of_day - g.c_last_day) / np.maximum(gap, 1.0)  # NaN gap stays NaN
+
+
+def _window(g: Groups, lo_days: int, hi_days: int) -> np.ndarray:
+    return (g.c_days_ago >= lo_days) & (g.c_days_ago < hi_days)
+
+
+@feature("activity", """Completed orders in the last 90 days (features.recent_days), as_of
+         included: dated 0 to 89 days before as_of.""")
+def orders_last_90d(g: Groups) -> np.ndarray:
+    return g.c_count_where(_window(g, 0, g.recent))
+
+
+@feature("activity", "Completed orders in the 90 days before those: 90 to 179 days before as_of.")
+def orders_prev_90d(g: Groups) -> np.ndarray:
+    return g.c_count_where(_window(g, g.recent, 2 * g.recent))
+
+
+@feature("activity", "Amount of completed orders in the last 90 days.")
+def spend_last_90d(g: Groups) -> np.ndarray:
+    return g.c_total(g.c_amount, _window(g, 0, g.recent))
+
+
+@feature("activity", "Amount of completed orders in the 90 days before those.")
+def spend_prev_90d(g: Groups) -> np.ndarray:
+    return g.c_total(g.c_amount, _window(g, g.recent, 2 * g.recent))
+
+
+@feature("activity", "orders_last_90d - orders_prev_90d (negative: slowing down).")
+def order_trend(g: Groups) -> np.ndarray:
+    return orders_last_90d(g) - orders_prev_90d(g)
+
+
+@feature("activity", """Mean amount of the last 3 completed orders / mean amount of the earlier
+         ones; NaN with fewer than 4 completed orders.""")
+def aov_last3_vs_before(g: Groups) -> np.ndarray:
+    last3 = g.c_rev < 3
+    recent = _ratio(g.c_total(g.c_amount, last3), np.minimum(g.c_count, 3))
+    before = _ratio(g.c_total(g.c_amount, ~last3), g.c_count - 3)
+    return np.where(g.c_count >= 4, _ratio(recent, before), np.nan)
+
+
+# --- price ------------------------------------------------------------------------------------
+def _discounted(g: Groups) -> np.ndarray:
+    return g.money("discount_amount")[g.c_pos] > 0
+
+
+@feature("price", "Share of completed orders with discount_amount > 0.", ("discount_amount",))
+def discount_share(g: Groups) -> np.ndarray:
+    return _ratio(g.c_count_where(_discounted(g)), g.c_count)
+
+
+@feature("price", """Mean over completed orders of discount_amount / (amount + discount_amount),
+         i.e. the share of the list price taken off (amount is what was paid).""",
+         ("discount_amount",))
+def mean_discount_rate(g: Groups) -> np.ndarray:
+    disc = g.money("discount_amount")[g.c_pos]
+    gross = g.c_amount + disc
+    ok = gross > 0
+    rate = _ratio(disc, gross)
+    return _ratio(g.c_total(rate, ok), g.c_count_where(ok))
+
+
+@feature("price", "Share of completed spend (amount) on orders without a discount.",
+         ("discount_amount",))
+def full_price_spend_share(g: Groups) -> np.ndarray:
+    return _ratio(g.c_total(g.c_amount, ~_discounted(g)), g.c_total(g.c_amount))
+
+
+@feature("price", "1 if the last completed order had a discount, else 0.", ("discount_amount",))
+def last_order_discounted(g: Groups) -> np.ndarray:
+    return (g.money("discount_amount")[g.c_last] > 0).astype(np.int64)
+
+
+@feature("price", "Share of the last 3 completed orders (fewer if fewer) with a discount.",
+         ("discount_amount",))
+def discount_share_last3(g: Groups) -> np.ndarray:
+    return _ratio(g.c_count_where(_discounted(g) & (g.c_rev < 3)), np.minimum(g.c_count, 3))
+
+
+@feature("price", """Share of the completed orders before the last 3 with a discount; NaN with
+         fewer than 4 completed orders.""", ("discount_amount",))
+def discount_share_before(g: Groups) -> np.ndarray:
+    return _ratio(g.c_count_where(_discounted(g) & (g.c_rev >= 3)), g.c_count - 3)
+
+
+@feature("price", """discount_share_before - discount_share_last3: positive when discounts
+         stopped (a coupon ended); NaN with fewer than 4 completed orders.""", ("discount_amount",))
+def discount_share_drop(g: Groups) -> np.ndarray:
+    return discount_share_before(g) - discount_share_last3(g)
+
+
+# --- logistics --------------------------------------------------------------------------------
+def _timed(g: Groups) -> tuple[np.ndarray, np.ndarray]:
+    delivery, promised = g.col("delivery_days"), g.col("promised_days")
+    both = ~np.isnan(delivery) & ~np.isnan(promised)
+    return both, both & (delivery > promised)
+
+
+@feature("logistics", "Mean delivery_days over orders (any status) that have it.",
+         ("delivery_days",))
+def mean_delivery_days(g: Groups) -> np.ndarray:
+    delivery = g.col("delivery_days")
+    has = ~np.isnan(delivery)
+    return _ratio(g.total(delivery, has), g.count(has))
+
+
+@feature("logistics", """Share of orders (any status) with both delivery_days and promised_days
+         where delivery_days > promised_days.""", ("delivery_days", "promised_days"))
+def late_share(g: Groups) -> np.ndarray:
+    both, late = _timed(g)
+    return _ratio(g.count(late), g.count(both))
+
+
+@feature("logistics", """1 if the latest order with delivery_days and promised_days arrived late,
+         0 if on time, NaN if none.""", ("delivery_days", "promised_days"))
+def last_order_late(g: Groups) -> np.ndarray:
+    both, late = _timed(g)
+    return g.last_where(both, late.astype(np.float64))
+
+
+@feature("logistics", "Sum of shipping_cost / sum of amount over completed orders.",
+         ("shipping_cost",))
+def shipping_cost_share(g: Groups) -> np.ndarray:
+    return _ratio(g.c_total(g.money("shipping_cost")[g.c_pos]), g.c_total(g.c_amount))
+
+
+@feature("logistics", "Share of completed orders with duties_amount > 0 (import duties charged).",
+         ("duties_amount",))
+def duties_share(g: Groups) -> np.ndarray:
+    return _ratio(g.c_count_where(g.money("duties_amount")[g.c_pos] > 0), g.c_count)
+
+
+@feature("logistics", "1 if the last completed order had duties_amount > 0, else 0.",
+         ("duties_amount",))
+def last_order_duties(g: Groups) -> np.ndarray:
+    return (g.money("duties_amount")[g.c_last] > 0).astype(np.int64)
+
+
+# --- service ----------------------------------------------------------------------------------
+@feature("service", "Cancelled orders / all orders (any status).", ("status",))
+def cancel_rate(g: Groups) -> np.ndarray:
+    return _ratio(g.count(g.status_is("cancelled")), g.count())
+
+
+@feature("service", """Orders with status payment_failed plus payment_failed events (when events
+         are given), all on or before as_of.""", ("status",))
+def payment_failures(g: Groups) -> np.ndarray:
+    failed = g.count(g.status_is("payment_failed"))
+    return failed + g.ecount("payment_failed") if g.events else failed
+
+
+@feature("service", "Refunded orders / all orders (any status).", ("status",))
+def refund_rate(g: Groups) -> np.ndarray:
+    return _ratio(g.count(g.status_is("refunded")), g.count())
+
+
+@feature("service", "support_ticket events in the last 90 days.", ("events.event_type",))
+def support_tickets_90d(g: Groups) -> np.ndarray:
+    return g.ecount("support_ticket", 0, g.recent)
+
+
+@feature("service", "complaint events (any topic) in the last 90 days.",
+         ("events.event_type",))
+def complaints_90d(g: Groups) -> np.ndarray:
+    return g.ecount("complaint", 0, g.recent)
+
+
+def _about(event_type: str, topic: str) -> Callable[[Groups], np.ndarray]:
+    def compute(g: Groups) -> np.ndarray:
+        return g.ecount(event_type, 0, g.recent, topic=topic)
+
+    return compute
+
+
+# Contacts about a topic count towards the topic's family, e.g. complaints_logistics_90d.
+for _event, _prefix in (("complaint", "complaints"), ("support_ticket", "support_tickets")):
+    for _topic, _family in TOPIC_FAMILIES.items():
+        feature(_family, f"{_event} events with topic '{_topic}' in the last 90 days.",
+                ("events.event_type", "events.topic"), name=f"{_prefix}_{_topic}_90d",
+                )(_about(_event, _topic))
+
+
+# --- product ----------------------------------------------------------------------------------
+@feature("product", "Returned orders / all orders (any status).", ("status",))
+def return_rate(g: Groups) -> np.ndarray:
+    return _ratio(g.count(g.status_is("returned")), g.count())
+
+
+def _reviewed(g: Groups) -> tuple[np.ndarray, np.ndarray]:
+    score = g.col("review_score")
+    return score, ~np.isnan(score)
+
+
+@feature("product", "Mean review_score (1-5) over orders (any status) that have one.",
+         ("review_score",))
+def mean_review_score(g: Groups) -> np.ndarray:
+    score, has = _reviewed(g)
+    return _ratio(g.total(score, has), g.count(has))
+
+
+@feature("product", "review_score of the latest order that has one; NaN if none.",
+         ("review_score",))
+def last_review_score(g: Groups) -> np.ndarray:
+    score, has = _reviewed(g)
+    return g.last_where(has, score)
+
+
+@feature("product", "Share of reviewed orders with review_score <= 2; NaN if none.",
+         ("review_score",))
+def low_review_share(g: Groups) -> np.ndarray:
+    score, has = _reviewed(g)
+    return _ratio(g.count(has & (score <= 2)), g.count(has))
+
+
+# --- engagement -------------------------------------------------------------------------------
+_EVENTS = ("events.event_type",)
+
+
+@feature("engagement", "email_open events in the last 30 days.", _EVENTS)
+def opens_30d(g: Groups) -> np.ndarray:
+    return g.ecount("email_open", 0, 30)
+
+
+@feature("engagement", "email_open events in the last 90 days.", _EVENTS)
+def opens_90d(g: Groups) -> np.ndarray:
+    return g.ecount("email_open", 0, g.recent)
+
+
+@feature("engagement", "email_click events in the last 30 days.", _EVENTS)
+def clicks_30d(g: Groups) -> np.ndarray:
+    return g.ecount("email_click", 0, 30)
+
+
+@feature("engagement", "email_click events in the last 90 days.", _EVENTS)
+def clicks_90d(g: Groups) -> np.ndarray:
+    return g.ecount("email_click", 0, g.recent)
+
+
+def _open_rate(g: Groups, lo: int, hi: int | None) -> np.ndarray:
+    rate = _ratio(g.ecount("email_open", lo, hi), g.ecount("email_sent", lo, hi))
+    return np.minimum(rate, 1.0)  # several opens of one email count once at most
+
+
+@feature("engagement", """email_open / email_sent events in the last 90 days, capped at
+         1; NaN if nothing was sent.""", _EVENTS)
+def open_rate_90d(g: Groups) -> np.ndarray:
+    return _open_rate(g, 0, g.recent)
+
+
+@feature("engagement", """email_open / email_sent events before the last 90 days, capped
+         at 1; NaN if nothing was sent then.""", _EVENTS)
+def open_rate_before(g: Groups) -> np.ndarray:
+    return _open_rate(g, g.recent, None)
+
+
+@feature("engagement", "open_rate_90d - open_rate_before (negative: opening less).", _EVENTS)
+def open_trend(g: Groups) -> np.ndarray:
+    return open_rate_90d(g) - open_rate_before(g)
+
+
+@feature("engagement", "Whole days from the last email_open event to as_of; NaN if never.", _EVENTS)
+def days_since_last_open(g: Groups) -> np.ndarray:
+    is_open = g.e_type == schema.EVENT_TYPES.index("email_open")
+    least = np.full(g.n, np.inf)
+    np.minimum.at(least, g.e_code[is_open], g.e_days_ago[is_open].astype(np.float64))
+    return np.where(np.isinf(least), np.nan, least)
+
+
+@feature("engagement", "cart_abandon events in the last 90 days.", _EVENTS)
+def cart_abandons_90d(g: Groups) -> np.ndarray:
+    return g.ecount("cart_abandon", 0, g.recent)
+
+
+@feature("engagement", "1 if there is an unsubscribe event on or before as_of, else 0.", _EVENTS)
+def unsubscribed(g: Groups) -> np.ndarray:
+    return (g.ecount("unsubscribe") > 0).astype(np.int64)
+
+
+# --- auxiliary counts for reasons (not model inputs) ------------------------------------------
+_STATUS, _TIMED, _REVIEW = ("status",), ("delivery_days", "promised_days"), ("review_score",)
+_AUX.update({
+    "_orders_count": (_STATUS, lambda g: g.count()),  # all orders, any status
+    "_cancelled_count": (_STATUS, lambda g: g.count(g.status_is("cancelled"))),
+    "_refunded_count": (_STATUS, lambda g: g.count(g.status_is("refunded"))),
+    "_returned_count": (_STATUS, lambda g: g.count(g.status_is("returned"))),
+    "_discount_count": (("discount_amount",), lambda g: g.c_count_where(_discounted(g))),
+    "_delivered_count": (_TIMED, lambda g: g.count(_timed(g)[0])),  # with delivery and promise
+    "_late_count": (_TIMED, lambda g: g.count(_timed(g)[1])),
+    "_duties_count": (("duties_amount",),
+                      lambda g: g.c_count_where(g.money("duties_amount")[g.c_pos] > 0)),
+    "_review_count": (_REVIEW, lambda g: g.count(_reviewed(g)[1])),
+    "_low_review_count": (_REVIEW,
+                          lambda g: g.count(_reviewed(g)[1] & (g.col("review_score") <= 2))),
+})
+
+#: Auxiliary count columns (leading underscore): read by reasons, never model inputs.
+AUX_COLUMNS = tuple(_AUX)
+
+
+# --- descriptors ------------------------------------------------------------------------------
+def _segment_grid() -> np.ndarray:
+    grid = np.full((5, 5), "", dtype=object)
+    for name, r_set, f_set in reversed(RFM_RULES):  # reversed: the first matching rule wins
+        for r in r_set:
+            for f in f_set:
+                grid[r - 1, f - 1] = name
+    assert (grid != "").all(), "RFM_RULES must cover every (R, F) cell"
+    return grid
+
+
+_SEGMENTS = _segment_grid()
+
+
+def _edges(values: tuple[int, ...], key: str) -> np.ndarray:
+    edges = np.asarray(values, dtype=np.float64)
+    if edges.shape != (4,) or np.any(np.diff(edges) <= 0):
+        raise ConfigError(f"features.{key}: must be 4 increasing numbers, got {list(values)}")
+    return edges
+
+
+def _mode(g: Groups, column: str) -> np.ndarray:
+    """Return each customer's most frequent value of a text column (ties: latest), as objects."""
+    out = np.full(g.n, None, dtype=object)
+    if column not in g.columns:
+        return out
+    vcode, uniques = pd.factorize(g._orders[column])
+    vcode = vcode[g.rows]
+    has = vcode >= 0
+    if not has.any():
+        return out
+    key = g.code[has].astype(np.int64) * len(uniques) + vcode[has]
+    keys, inverse = np.unique(key, return_inverse=True)
+    counts = np.bincount(inverse)
+    latest = np.zeros(keys.size, dtype=np.int64)  # rows are time-sorted: larger index = later
+    np.maximum.at(latest, inverse, np.flatnonzero(has))
+    kcode = keys // len(uniques)
+    pick = np.lexsort((latest, counts, kcode))
+    best = pick[np.r_[np.diff(kcode[pick]) != 0, True]]  # last (best) key of each customer
+    out[kcode[best]] = np.asarray(uniques, dtype=object)[keys[best] % len(uniques)]
+    return out
+
+
+def _descriptors(g: Groups, recency: np.ndarray, freq: np.ndarray,
+                 monetary: np.ndarray) -> dict[str, object]:
+    cfg = g.config
+    r = 5 - np.searchsorted(_edges(cfg.recency_edges, "recency_edges"), recency, side="left")
+    f = 1 + np.searchsorted(_edges(cfg.frequency_edges, "frequency_edges"), freq, side="left")
+    lower = pd.Series(monetary).rank(method="min").to_numpy() - 1  # customers strictly below
+    m = (1 + np.floor(5 * lower / max(g.n, 1))).astype(np.int64)
+    stage = np.where(freq == 1, "new", np.where(freq >= cfg.loyal_min_orders, "loyal", "repeat"))
+
+    def text(values: np.ndarray) -> pd.api.extensions.ExtensionArray | np.ndarray:
+        return pd.array(np.asarray(values, dtype=object), dtype=g.text_dtype)
+
+    def date(days: np.ndarray) -> np.ndarray:
+        return days.astype("datetime64[D]").astype(g.date_dtype)
+
+    return {
+        "country": text(_mode(g, "country")),
+        "channel": text(_mode(g, "channel")),
+        "first_order_date": date(g.c_first_day),
+        "last_order_date": date(g.c_last_day),
+        "lifecycle_stage": text(stage),
+        "r_score": r.astype(np.int64),
+        "f_score": f.astype(np.int64),
+        "m_score": m,
+        "rfm_segment": text(_SEGMENTS[r - 1, f - 1]),
+    }
+
+
+# --- public API -------------------------------------------------------------------------------
+def build(orders: pd.DataFrame, as_of: pd.Timestamp, *, events: pd.DataFrame | None = None,
+          config: FeatureConfig = FeatureConfig()) -> pd.DataFrame:
+    """Return one row per customer with a completed order on or before ``as_of``.
+
+    Parameters
+    ----------
+    orders : DataFrame
+        Canonical orders frame (``schema.ORDER_REQUIRED`` plus any optional columns).
+    as_of : Timestamp
+        The as-of date; data with ``t < schema.day_end(as_of)`` is used, the rest ignored.
+    events : DataFrame, optional
+        Canonical events frame; without it, event-based features are not built.
+    config : FeatureConfig
+        Windows, loyalty threshold and R/F score edges.
+
+    Returns
+    -------
+    DataFrame
+        Index ``customer_id`` (sorted), columns :data:`DESCRIPTOR_COLUMNS`, then every feature
+        of :data:`FEATURES` whose inputs are present (registry order), then the auxiliary
+        counts of :data:`AUX_COLUMNS` whose inputs are present.
+
+    Raises
+    ------
+    InputError
+        A required column is missing or a date column does not hold datetimes.
+    ConfigError
+        ``recency_edges`` or ``frequency_edges`` is not 4 increasing numbers.
+    """
+    g = Groups(orders, as_of, events, config)
+    available = g.columns | g.event_columns
+    values: dict[str, object] = {}
+    for name, feat in FEATURES.items():
+        if set(feat.requires) <= available:
+            values[name] = _COMPUTE[name](g)
+    descriptors = _descriptors(g, values["recency_days"], values["frequency"],
+                               values["monetary_total"])
+    aux = {name: func(g) for name, (req, func) in _AUX.items() if set(req) <= available}
+    return pd.DataFrame({**descriptors, **values, **aux}, index=g.ids)
+
+
+def model_columns(frame: pd.DataFrame) -> list[str]:
+    """Return the model feature columns present in ``frame``, in registry order."""
+    return [name for name in FEATURES if name in frame.columns]
+
+
+def family_of(name: str) -> str:
+    """Return the cause family of a registered feature (KeyError naming it if unknown)."""
+    try:
+        return FEATURES[name].family
+    except KeyError:
+        raise KeyError(f"unknown feature {name!r}") from None
+
+
+def list_features() -> pd.DataFrame:
+    """Return one row per registered feature: name, family, requires, description."""
+    return pd.DataFrame(
+        [(f.name, f.family, ", ".join(f.requires), f.doc) for f in FEATURES.values()],
+        columns=["name", "family", "requires", "description"],
+    )

@@ -1,0 +1,446 @@
+"""Plain-words churn reasons from a customer's own numbers and the model's contributions.
+
+:func:`build` takes the features frame and the per-feature log-odds contributions of the model
+(positive = adds churn risk) and writes, for each customer, up to ``top_n`` short phrases joined
+by ``"; "``, most risk first, e.g. ``9 of 12 orders arrived late; no order for 140 days, usually
+every 35 days``.  Only features with a positive contribution are explained.
+
+Each feature has a phrase template (a vectorised function over whole columns), registered with
+:func:`phrase`.  Features that describe the same fact share a *group* (``late_share`` and
+``last_order_late`` both say "k of n orders arrived late"), and a group is said at most once.
+A template returns ``""`` when the customer's numbers cannot support the phrase: the value is
+missing, or a problem count is zero ("0 complaints" is no reason); the next contribution is
+then tried.  Customers with no positive contribution, or none that can be phrased, get an
+empty string.  Contribution columns that are not columns of the features frame (e.g. a bias
+term) are ignored; a feature without a template is said as ``name = value``.
+
+Picking the top phrases loops over contribution ranks and templates, never over customers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+SEPARATOR = "; "
+
+#: feature name -> (group, template)
+_PHRASES: dict[str, tuple[str, Callable[["_View"], np.ndarray]]] = {}
+
+
+def phrase(*names: str, group: str | None = None):
+    """Return a decorator registering a template ``f(view) -> object array`` for features."""
+
+    def register(func: Callable[["_View"], np.ndarray]):
+        for name in names:
+            _PHRASES[name] = (group or func.__name__, func)
+        return func
+
+    return register
+
+
+class _Columns:
+    """Float views of the features frame, converted once per call."""
+
+    def __init__(self, frame: pd.DataFrame, window: int) -> None:
+        self.frame = frame
+        self.window = window
+        self._cache: dict[str, np.ndarray] = {}
+
+    def full(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            if name in self.frame.columns:
+                values = pd.to_numeric(self.frame[name], errors="coerce")
+                self._cache[name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                self._cache[name] = np.full(len(self.frame), np.nan)
+        return self._cache[name]
+
+
+class _View:
+    """The rows of some customers: ``view["late_share"]`` is a float array (NaN if absent)."""
+
+    def __init__(self, columns: _Columns, rows: np.ndarray) -> None:
+        self._columns = columns
+        self.rows = rows
+        self.window = str(columns.window)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._columns.full(name)[self.rows]
+
+
+# --- formatting (vectorised over object arrays) ---------------------------------------------
+def _int(x: np.ndarray) -> np.ndarray:
+    """Whole numbers as text ("12"); NaN shows as "0", so mask it first."""
+    return np.round(np.nan_to_num(x)).astype(np.int64).astype(str).astype(object)
+
+
+def _dec(x: np.ndarray) -> np.ndarray:
+    """One decimal, dropping ".0" ("3.5", "4")."""
+    r = np.round(np.nan_to_num(x), 1)
+    whole = r == np.round(r)
+    return np.where(whole, _int(r), r.astype(str).astype(object))
+
+
+def _pct(x: np.ndarray) -> np.ndarray:
+    return _int(100 * np.asarray(x, dtype=np.float64)) + "%"
+
+
+def _s(n: np.ndarray, word: str, many: str | None = None) -> np.ndarray:
+    """``word`` or its plural after the number ``n``."""
+    return np.where(np.round(n) == 1, word, many or word + "s").astype(object)
+
+
+def _counted(n: np.ndarray, word: str, many: str | None = None) -> np.ndarray:
+    return _int(n) + " " + _s(n, word, many)
+
+
+def _only(ok: np.ndarray, text: np.ndarray) -> np.ndarray:
+    return np.where(ok, text, "").astype(object)
+
+
+def _k_of_frequency(v: _View, share: str, count: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (k, n) over completed orders: k from the auxiliary count, else share x n."""
+    k, n = v[count], v["frequency"]
+    return np.where(np.isnan(k), np.round(v[share] * n), k), n
+
+
+# --- activity ---------------------------------------------------------------------------------
+@phrase("recency_days", "overdue_ratio")
+def recency(v: _View) -> np.ndarray:
+    r, gap = v["recency_days"], v["mean_gap_days"]
+    text = "no order for " + _counted(r, "day")
+    usual = ", usually every " + _counted(gap, "day")
+    return _only(~np.isnan(r), text + np.where(gap >= 0.5, usual, ""))  # no rhythm: no "usually"
+
+
+@phrase("mean_gap_days", "median_gap_days")
+def rhythm(v: _View) -> np.ndarray:
+    gap = np.where(np.isnan(v["mean_gap_days"]), v["median_gap_days"], v["mean_gap_days"])
+    return _only(gap >= 0.5, "orders about every " + _counted(gap, "day"))
+
+
+@phrase("frequency")
+def frequency(v: _View) -> np.ndarray:
+    n = v["frequency"]
+    text = np.where(n == 1, "only 1 order so far", _counted(n, "order") + " so far")
+    return _only(~np.isnan(n), text)
+
+
+@phrase("tenure_days")
+def tenure(v: _View) -> np.ndarray:
+    t = v["tenure_days"]
+    return _only(~np.isnan(t), "customer for " + _counted(t, "day"))
+
+
+@phrase("monetary_total")
+def monetary(v: _View) -> np.ndarray:
+    m = v["monetary_total"]
+    return _only(~np.isnan(m), _int(m) + " spent in total")
+
+
+@phrase("aov")
+def aov(v: _View) -> np.ndarray:
+    a = v["aov"]
+    return _only(~np.isnan(a), "average order " + _int(a))
+
+
+@phrase("orders_last_90d", "orders_prev_90d", "order_trend")
+def order_windows(v: _View) -> np.ndarray:
+    last, prev = v["orders_last_90d"], v["orders_prev_90d"]
+    text = (_counted(last, "order") + " in the last " + v.window + " days vs " + _int(prev)
+            + " in the " + v.window + " before")
+    return _only(~np.isnan(last) & ~np.isnan(prev), text)
+
+
+@phrase("spend_last_90d", "spend_prev_90d")
+def spend_windows(v: _View) -> np.ndarray:
+    last, prev = v["spend_last_90d"], v["spend_prev_90d"]
+    text = ("spent " + _int(last) + " in the last " + v.window + " days vs " + _int(prev)
+            + " in the " + v.window + " before")
+    return _only(~np.isnan(last) & ~np.isnan(prev), text)
+
+
+@phrase("aov_last3_vs_before")
+def aov_trend(v: _View) -> np.ndarray:
+    q = v["aov_last3_vs_before"]
+    p = np.round(np.abs(1 - np.nan_to_num(q)) * 100)
+    text = np.select(
+        [p == 0, q < 1],
+        ["last 3 orders the same size as before",
+         "last 3 orders " + _int(p) + "% smaller than before"],
+        "last 3 orders " + _int(p) + "% larger than before",
+    )
+    return _only(~np.isnan(q), text)
+
+
+# --- price ------------------------------------------------------------------------------------
+@phrase("last_order_discounted", "discount_share_last3", "discount_share_before",
+        "discount_share_drop")
+def coupon(v: _View) -> np.ndarray:
+    before, last3 = v["discount_share_before"], v["discount_share_last3"]
+    k3 = np.round(last3 * 3)
+    compared = np.where(
+        k3 == 0,
+        "last 3 orders at full price after " + _pct(before) + " with a discount",
+        _int(k3) + " of the last 3 orders with a discount after " + _pct(before) + " before",
+    )
+    last = v["last_order_discounted"]
+    single = np.where(last == 1, "last order with a discount", "last order at full price")
+    return np.select([~np.isnan(before) & ~np.isnan(last3), ~np.isnan(last)],
+                     [compared, single], "").astype(object)
+
+
+@phrase("discount_share")
+def discount_mix(v: _View) -> np.ndarray:
+    k, n = _k_of_frequency(v, "discount_share", "_discount_count")
+    text = _int(k) + " of " + _counted(n, "order") + " with a discount"
+    return _only(~np.isnan(k) & ~np.isnan(n), text)
+
+
+@phrase("mean_discount_rate")
+def discount_rate(v: _View) -> np.ndarray:
+    r = v["mean_discount_rate"]
+    return _only(~np.isnan(r), "average discount " + _pct(r))
+
+
+@phrase("full_price_spend_share")
+def full_price(v: _View) -> np.ndarray:
+    s = v["full_price_spend_share"]
+    return _only(~np.isnan(s), _pct(s) + " of spend at full price")
+
+
+# --- logistics --------------------------------------------------------------------------------
+@phrase("mean_delivery_days")
+def delivery_time(v: _View) -> np.ndarray:
+    d = v["mean_delivery_days"]
+    return _only(~np.isnan(d), "deliveries took " + _dec(d) + " days on average")
+
+
+@phrase("late_share", "last_order_late")
+def late(v: _View) -> np.ndarray:
+    k, n = v["_late_count"], v["_delivered_count"]
+    share, last = v["late_share"], v["last_order_late"]
+    also = np.where(last == 1, ", the last one too", "")
+    return np.select(
+        [(k > 0) & (n > 0), np.isnan(k) & (share > 0), last == 1],
+        [_int(k) + " of " + _counted(n, "order") + " arrived late" + also,
+         _pct(share) + " of orders arrived late" + also,
+         "last order arrived late"],
+        "",  # nothing late: not a reason
+    ).astype(object)
+
+
+@phrase("shipping_cost_share")
+def shipping(v: _View) -> np.ndarray:
+    s = v["shipping_cost_share"]
+    return _only(~np.isnan(s), "shipping cost " + _pct(s) + " of order value")
+
+
+@phrase("duties_share", "last_order_duties")
+def duties(v: _View) -> np.ndarray:
+    k, n = _k_of_frequency(v, "duties_share", "_duties_count")
+    text = "import duties charged on " + _int(k) + " of " + _counted(n, "order")
+    text = text + np.where(v["last_order_duties"] == 1, ", the last one too", "")
+    return _only((k > 0) & (n > 0), text)
+
+
+# --- service and product ----------------------------------------------------------------------
+def _rate_phrase(v: _View, rate: str, count: str, verb: str) -> np.ndarray:
+    k, n, r = v[count], v["_orders_count"], v[rate]
+    counted = _int(k) + " of " + _counted(n, "order") + " " + verb
+    text = np.where(np.isnan(k) | np.isnan(n), _pct(r) + " of orders " + verb, counted)
+    return _only(r > 0, text)
+
+
+@phrase("cancel_rate")
+def cancels(v: _View) -> np.ndarray:
+    return _rate_phrase(v, "cancel_rate", "_cancelled_count", "cancelled")
+
+
+@phrase("refund_rate")
+def refunds(v: _View) -> np.ndarray:
+    return _rate_phrase(v, "refund_rate", "_refunded_count", "refunded")
+
+
+@phrase("return_rate")
+def returns(v: _View) -> np.ndarray:
+    return _rate_phrase(v, "return_rate", "_returned_count", "returned")
+
+
+@phrase("payment_failures")
+def payments(v: _View) -> np.ndarray:
+    n = v["payment_failures"]
+    return _only(n > 0, _counted(n, "failed payment"))
+
+
+def _in_window(v: _View, name: str, word: str, *, zero: bool = False) -> np.ndarray:
+    """Say a count in the recent window; a zero count is said only when ``zero``."""
+    n = v[name]
+    ok = (n >= 0) if zero else (n > 0)
+    return _only(ok, _counted(n, word) + " in the last " + v.window + " days")
+
+
+@phrase("support_tickets_90d", group="tickets")
+def tickets(v: _View) -> np.ndarray:
+    return _in_window(v, "support_tickets_90d", "support ticket")
+
+
+#: Complaint topic -> the words used in "complaints about ...".
+TOPIC_WORDS = {"logistics": "logistics", "price": "prices", "service": "service",
+               "product": "products", "payment": "payments"}
+
+
+@phrase("complaints_90d", group="complaints")
+def complaints(v: _View) -> np.ndarray:
+    return _in_window(v, "complaints_90d", "complaint")
+
+
+def _about(name: str, word: str, topic: str) -> Callable[[_View], np.ndarray]:
+    def render(v: _View) -> np.ndarray:
+        n = v[name]
+        text = (_counted(n, word) + " about " + TOPIC_WORDS[topic] + " in the last "
+                + v.window + " days")
+        return _only(n > 0, text)
+
+    return render
+
+
+for _topic in TOPIC_WORDS:
+    phrase(f"complaints_{_topic}_90d", group="complaints")(
+        _about(f"complaints_{_topic}_90d", "complaint", _topic))
+    phrase(f"support_tickets_{_topic}_90d", group="tickets")(
+        _about(f"support_tickets_{_topic}_90d", "support ticket", _topic))
+
+
+@phrase("mean_review_score", group="reviews")
+def mean_review(v: _View) -> np.ndarray:
+    mean = v["mean_review_score"]
+    return _only(~np.isnan(mean), "average review " + _dec(mean) + " of 5")
+
+
+@phrase("low_review_share", group="reviews")
+def low_reviews(v: _View) -> np.ndarray:
+    k, n, share = v["_low_review_count"], v["_review_count"], v["low_review_share"]
+    return np.select(
+        [(k > 0) & (n > 0), np.isnan(k) & (share > 0)],
+        [_int(k) + " of " + _counted(n, "review") + " scored 2 or less",
+         _pct(share) + " of reviews scored 2 or less"],
+        "",
+    ).astype(object)
+
+
+@phrase("last_review_score")
+def last_review(v: _View) -> np.ndarray:
+    s = v["last_review_score"]
+    return _only(~np.isnan(s), "last review " + _dec(s) + " of 5")
+
+
+# --- engagement -------------------------------------------------------------------------------
+@phrase("opens_30d", "opens_90d", "days_since_last_open")
+def opens(v: _View) -> np.ndarray:
+    o30, days = v["opens_30d"], v["days_since_last_open"]
+    return np.select(
+        [o30 > 0, (o30 == 0) & ~np.isnan(days), o30 == 0],
+        [_counted(o30, "email open") + " in 30 days",
+         "stopped opening emails (0 opens in 30 days)",
+         "never opened an email"],
+        "",
+    ).astype(object)
+
+
+@phrase("clicks_30d", "clicks_90d")
+def clicks(v: _View) -> np.ndarray:
+    return _in_window(v, "clicks_90d", "email click", zero=True)
+
+
+@phrase("open_rate_90d", "open_rate_before", "open_trend")
+def open_rate(v: _View) -> np.ndarray:
+    now, before = v["open_rate_90d"], v["open_rate_before"]
+    text = "opened " + _pct(now) + " of emails in the last " + v.window + " days"
+    text = text + np.where(np.isnan(before), "", " vs " + _pct(before) + " before")
+    return _only(~np.isnan(now), text)
+
+
+@phrase("cart_abandons_90d")
+def carts(v: _View) -> np.ndarray:
+    return _in_window(v, "cart_abandons_90d", "abandoned cart")
+
+
+@phrase("unsubscribed")
+def unsubscribe(v: _View) -> np.ndarray:
+    return _only(v["unsubscribed"] == 1, np.full(len(v.rows), "unsubscribed from emails", object))
+
+
+def _generic(name: str) -> Callable[[_View], np.ndarray]:
+    def render(v: _View) -> np.ndarray:
+        x = v[name]
+        return _only(~np.isnan(x), name + " = " + _dec(x))
+
+    return render
+
+
+# --- public API -------------------------------------------------------------------------------
+def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *,
+          recent_days: int = 90) -> pd.Series:
+    """Return one string per customer: up to ``top_n`` reasons joined by ``"; "``.
+
+    Parameters
+    ----------
+    features : DataFrame
+        The features frame (:func:`churnctl.features.build`), auxiliary columns included.
+    contributions : DataFrame
+        Same index; one column per model feature holding its log-odds contribution
+        (positive adds churn risk).  Rows missing here get no reasons.
+    top_n : int
+        Maximum number of reasons per customer.
+    recent_days : int
+        The recent window of the features (``FeatureConfig.recent_days``), used in the words.
+
+    Returns
+    -------
+    Series
+        Index of ``features``, name ``reasons``: phrases for positive contributions, largest
+        first, one per group of related features; ``""`` when there is none.
+    """
+    index = features.index
+    out = np.full(len(index), "", dtype=object)
+    names = [c for c in contributions.columns if c in features.columns]
+    if len(index) == 0 or not names or top_n <= 0:
+        return pd.Series(out, index=index, name="reasons", dtype="str")
+
+    contrib = contributions[names].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
+    contrib = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain
+    order = np.argsort(-contrib, axis=1, kind="stable")  # ties: contribution column order
+    ranked = np.take_along_axis(contrib, order, axis=1)
+
+    renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
+    group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
+    columns = _Columns(features, recent_days)
+    slots = np.full((len(index), top_n), "", dtype=object)
+    said = np.full((len(index), top_n), -1, dtype=np.int64)  # group ids already said
+    count = np.zeros(len(index), dtype=np.int64)
+
+    for rank in range(len(names)):
+        col = order[:, rank]
+        group = group_of[col]
+        live = (count < top_n) & (ranked[:, rank] > -np.inf)
+        if not live.any():
+            break  # ranks are sorted: nobody has a positive contribution left to say
+        rows = np.flatnonzero(live & ~(said == group[:, None]).any(axis=1))
+        text = np.full(rows.size, "", dtype=object)
+        for c in np.unique(col[rows]):
+            pick = col[rows] == c
+            text[pick] = renders[c](_View(columns, rows[pick]))
+        spoken = text != ""
+        rows, text = rows[spoken], text[spoken]
+        slots[rows, count[rows]] = text
+        said[rows, count[rows]] = group_of[col[rows]]
+        count[rows] += 1
+
+    out = slots[:, 0]
+    for s in range(1, top_n):
+        out = np.where(slots[:, s] != "", out + SEPARATOR + slots[:, s], out)
+    return pd.Series(out, index=index, name="reasons", dtype="str")

@@ -1,0 +1,185 @@
+"""reasons.build: exact phrases from hand-made feature and contribution frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnctl import features, reasons
+
+NAN = np.nan
+
+# Features of four customers, written by hand (only the columns the phrases read).
+FEATURES = pd.DataFrame(
+    {
+        "recency_days": [140, 20, 10, 300],
+        "mean_gap_days": [35.0, 14.2, NAN, NAN],
+        "overdue_ratio": [4.0, 1.4, NAN, NAN],
+        "frequency": [12, 5, 1, 1],
+        "late_share": [0.75, 0.0, NAN, NAN],
+        "last_order_late": [1.0, 0.0, NAN, NAN],
+        "_late_count": [9, 0, 0, 0],
+        "_delivered_count": [12, 5, 0, 0],
+        "complaints_90d": [2, 0, 0, 0],
+        "complaints_logistics_90d": [2, 0, 0, 0],
+        "discount_share_last3": [0.0, 0.0, 1.0, 1.0],
+        "discount_share_before": [0.5, 0.8, NAN, NAN],
+        "discount_share_drop": [0.5, 0.8, NAN, NAN],
+        "last_order_discounted": [0, 0, 1, 1],
+        "duties_share": [0.25, 0.6, 0.0, 0.0],
+        "last_order_duties": [0, 1, 0, 0],
+        "_duties_count": [3, 3, 0, 0],
+        "opens_30d": [0, 0, 2, 0],
+        "opens_90d": [1, 0, 4, 0],
+        "days_since_last_open": [45.0, NAN, 3.0, NAN],
+        "aov": [23.4, 50.0, 80.0, 19.5],
+        "x_custom": [2.5, 0.0, 0.0, 0.0],
+    },
+    index=pd.Index(["c1", "007", "c3", "c4"], name="customer_id"),
+)
+
+COLUMNS = ["recency_days", "overdue_ratio", "late_share", "complaints_90d",
+           "complaints_logistics_90d", "discount_share_drop", "duties_share", "opens_30d",
+           "frequency", "aov", "x_custom"]
+
+
+def contributions(rows: dict[str, list[float]]) -> pd.DataFrame:
+    """Contributions frame: given columns per customer, 0 elsewhere."""
+    frame = pd.DataFrame(0.0, index=FEATURES.index, columns=COLUMNS)
+    for name, values in rows.items():
+        frame[name] = values
+    return frame
+
+
+def test_top_three_by_contribution_one_phrase_per_group():
+    got = reasons.build(FEATURES, contributions({
+        "late_share": [0.8, 0.0, 0.0, 0.0],
+        "recency_days": [0.5, 0.0, 0.0, 0.0],
+        "overdue_ratio": [0.45, 0.0, 0.0, 0.0],  # same fact as recency_days: said once
+        "complaints_logistics_90d": [0.3, 0.0, 0.0, 0.0],
+        "complaints_90d": [0.2, 0.0, 0.0, 0.0],  # complaints already said
+        "aov": [0.1, -1.0, -1.0, -1.0],
+    }))
+    assert got["c1"] == ("9 of 12 orders arrived late, the last one too; "
+                         "no order for 140 days, usually every 35 days; "
+                         "2 complaints about logistics in the last 90 days")
+    assert got.name == "reasons"
+    assert list(got.index) == list(FEATURES.index)
+
+
+def test_no_positive_contribution_is_an_empty_string():
+    got = reasons.build(FEATURES, contributions({"aov": [-0.1, 0.0, NAN, -2.0]}))
+    assert got.tolist() == ["", "", "", ""]
+
+
+def test_coupon_duties_and_opens():
+    got = reasons.build(FEATURES, contributions({
+        "discount_share_drop": [0.0, 0.9, 0.0, 0.0],
+        "duties_share": [0.0, 0.7, 0.0, 0.0],
+        "opens_30d": [0.6, 0.5, 0.0, 0.4],
+        "recency_days": [0.0, 0.1, 0.0, 0.0],
+    }))
+    assert got["007"] == ("last 3 orders at full price after 80% with a discount; "
+                          "import duties charged on 3 of 5 orders, the last one too; "
+                          "never opened an email")
+    assert got["c1"] == "stopped opening emails (0 opens in 30 days)"
+    assert got["c4"] == "never opened an email"
+
+
+def test_zero_counts_and_missing_values_are_skipped():
+    # c3: complaints 0 and late_share NaN say nothing; its next reasons are used instead
+    got = reasons.build(FEATURES, contributions({
+        "complaints_90d": [0.0, 0.0, 0.9, 0.0],
+        "late_share": [0.0, 0.9, 0.8, 0.0],
+        "discount_share_drop": [0.0, 0.0, 0.7, 0.0],
+        "frequency": [0.0, 0.0, 0.6, 0.0],
+        "opens_30d": [0.0, 0.0, 0.5, 0.0],
+    }))
+    assert got["c3"] == "last order with a discount; only 1 order so far; 2 email opens in 30 days"
+    assert got["007"] == ""  # 0 of 5 orders late is no reason
+
+
+def test_top_n_and_window_words():
+    contrib = contributions({"complaints_logistics_90d": [0.9, 0, 0, 0],
+                             "frequency": [0.8, 0, 0, 0]})
+    assert reasons.build(FEATURES, contrib, top_n=1)["c1"] == \
+        "2 complaints about logistics in the last 90 days"
+    assert reasons.build(FEATURES, contrib, recent_days=60)["c1"] == \
+        "2 complaints about logistics in the last 60 days; 12 orders so far"
+
+
+def test_unknown_feature_generic_and_extra_columns_ignored():
+    contrib = contributions({"x_custom": [0.9, 0, 0, 0], "aov": [0.1, 0, 0, 0]})
+    contrib["bias"] = 5.0  # not a feature column: ignored
+    assert reasons.build(FEATURES, contrib)["c1"] == "x_custom = 2.5; average order 23"
+
+
+def test_contributions_aligned_by_index():
+    contrib = contributions({"aov": [0.1, 0.2, 0.3, 0.4]})
+    got = reasons.build(FEATURES, contrib.iloc[::-1])
+    assert got.tolist() == ["average order 23", "average order 50", "average order 80",
+                            "average order 20"]
+    partial = reasons.build(FEATURES, contrib.iloc[:2])
+    assert partial.tolist() == ["average order 23", "average order 50", "", ""]
+
+
+def test_ties_keep_contribution_column_order():
+    contrib = contributions({"aov": [0.5, 0, 0, 0], "frequency": [0.5, 0, 0, 0]})
+    assert reasons.build(FEATURES, contrib)["c1"] == "12 orders so far; average order 23"
+
+
+def test_empty_frames():
+    assert reasons.build(FEATURES.iloc[:0], contributions({}).iloc[:0]).empty
+
+
+@pytest.fixture(scope="module")
+def built_features():
+    orders = pd.DataFrame({
+        "order_id": ["1", "2", "3", "4", "5", "6"],
+        "customer_id": ["a", "a", "a", "a", "b", "a"],
+        "order_date": pd.to_datetime(["2023-10-01", "2023-11-01", "2023-12-01", "2024-01-01",
+                                      "2024-03-01", "2024-02-01"]),
+        "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+        "status": ["completed", "completed", "completed", "completed", "completed", "returned"],
+        "discount_amount": [5.0, 5.0, 0.0, 0.0, 1.0, 0.0],
+        "shipping_cost": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        "duties_amount": [0.0, 4.0, 0.0, 4.0, 0.0, 0.0],
+        "delivery_days": [9.0, 2.0, 9.0, 3.0, 2.0, 2.0],
+        "promised_days": [4.0, 4.0, 4.0, 4.0, 4.0, 4.0],
+        "review_score": [1.0, 2.0, 5.0, 4.0, 5.0, NAN],
+    })
+    events = pd.DataFrame({
+        "customer_id": ["a", "a", "a", "a", "a"],
+        "event_time": pd.to_datetime(["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04",
+                                      "2024-03-05"]),
+        "event_type": ["email_sent", "complaint", "cart_abandon", "unsubscribe", "support_ticket"],
+        "topic": [None, "price", None, None, "logistics"],
+    })
+    return features.build(orders, pd.Timestamp("2024-03-31"), events=events)
+
+
+def test_every_registered_feature_has_its_own_phrase(built_features):
+    cols = features.model_columns(built_features)
+    assert set(cols) <= set(reasons._PHRASES)
+    said = {}
+    for name in cols:
+        one = pd.DataFrame(0.0, index=built_features.index, columns=cols)
+        one[name] = 1.0
+        said[name] = reasons.build(built_features, one)["a"]
+    assert said["late_share"] == "2 of 5 orders arrived late"
+    assert said["return_rate"] == "1 of 5 orders returned"
+    assert said["duties_share"] == "import duties charged on 2 of 4 orders, the last one too"
+    assert said["complaints_price_90d"] == "1 complaint about prices in the last 90 days"
+    assert said["cart_abandons_90d"] == "1 abandoned cart in the last 90 days"
+    assert said["support_tickets_logistics_90d"] == \
+        "1 support ticket about logistics in the last 90 days"
+    assert said["low_review_share"] == "2 of 4 reviews scored 2 or less"
+    assert said["mean_review_score"] == "average review 3 of 5"
+    assert said["aov_last3_vs_before"] == "last 3 orders 200% larger than before"
+    assert said["unsubscribed"] == "unsubscribed from emails"
+    assert said["mean_delivery_days"] == "deliveries took 5 days on average"
+    assert said["discount_share"] == "2 of 4 orders with a discount"
+    assert said["order_trend"] == "0 orders in the last 90 days vs 3 in the 90 before"
+    assert said["cancel_rate"] == ""  # nothing cancelled: no reason
+    assert all("nan" not in text for text in said.values())
