@@ -105,6 +105,9 @@ class ExportConfig:
     offer_code_prefix: str = "CC"
     # Unknown consent (no customers file, or no marketing_consent column) counts as no consent.
     require_consent: bool = True
+    # Secret mixed into offer codes so they cannot be derived from a customer id; kept out of
+    # the config hash and of run.json.
+    offer_code_salt: str = ""
     default_language: str = "en"
     country_languages: dict[str, str] = field(
         default_factory=lambda: {
@@ -131,7 +134,9 @@ class Config:
 
     def hash(self) -> str:
         """Return a short sha256 of the effective configuration (recorded in models and runs)."""
-        blob = json.dumps(to_dict(self), sort_keys=True, default=str).encode()
+        tree = to_dict(self)
+        tree["export"].pop("offer_code_salt", None)
+        blob = json.dumps(tree, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> "Config":

@@ -1,0 +1,491 @@
+"""Outputs: campaign CSVs, rejects, manifest - every file written atomically.
+
+Every file appears whole or not at all: it is written to a temporary name in the same folder
+(``.<name>.<random>.tmp``), flushed to disk, then renamed over the target with ``os.replace``.
+CSVs are UTF-8 with ``\\n`` line endings; ids are written exactly as read (text, never floats).
+
+Campaign files (``<out>/campaigns/<campaign>.csv``, one per campaign)
+--------------------------------------------------------------------
+* ``email``, ``survey`` and ``account_manager`` channels: ``email, first_name, language,
+  country, customer_id, campaign, channel, offer_code, offer_type, offer_value,
+  offer_min_spend, template, churn_probability, risk_tier, top_cause``; account-manager files
+  add ``value_tier, monetary_total, reasons, marketing_consent, unsubscribed``.
+* ``ads_audience``: ``email_sha256, country, customer_id, campaign`` - the sha256 hex of the
+  trimmed, lower-cased email; the clear email is never written.
+* Marketing channels (email, survey, ads_audience) leave out, counted by the first reason that
+  applies: ``no_email`` (missing, blank or without ``@``), ``no_consent``
+  (``marketing_consent`` false, or unknown while ``export.require_consent`` is true),
+  ``unsubscribed``. Account-manager lists keep everyone: a service follow-up is not marketing.
+* Rows are sorted by ``churn_probability`` (highest first), then ``customer_id``.
+* A campaign with no recipient still gets a header-only file, so importers see a stable set.
+* Cells of customer text (``email, first_name, language, country, reasons``) starting with
+  ``=``, ``+``, ``-``, ``@``, tab or carriage return get a leading ``'`` so spreadsheets do not
+  run them as formulas; ``customer_id`` is never altered (ids must join back exactly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from .config import ExportConfig
+from .errors import ConfigError
+
+NO_ACTION = "no_action"  # same value as rules.NO_ACTION (stages do not import each other)
+EXCLUSION_REASONS = ("no_email", "no_consent", "unsubscribed")
+MARKETING_CHANNELS = ("email", "survey", "ads_audience")
+CONTACT_COLUMNS = ("email", "first_name", "language", "country", "marketing_consent", "unsubscribed")
+MAIL_COLUMNS = ("email", "first_name", "language", "country", "customer_id", "campaign", "channel",
+                "offer_code", "offer_type", "offer_value", "offer_min_spend", "template",
+                "churn_probability", "risk_tier", "top_cause")
+ACCOUNT_MANAGER_EXTRA = ("value_tier", "monetary_total", "reasons", "marketing_consent", "unsubscribed")
+ADS_COLUMNS = ("email_sha256", "country", "customer_id", "campaign")
+#: Text cells from customer data that are neutralised against spreadsheet formulas.
+NEUTRALISED_COLUMNS = ("email", "first_name", "language", "country", "reasons")
+#: Header of rejects.csv when the rejects frame has no columns at all.
+REJECT_COLUMNS = ("file", "line", "reason")
+CODE_LENGTH = 10
+
+_FORMULA_START = r"[=+\-@\t\r]"
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{0,16}$")
+_CAMPAIGN_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")  # as rules.py checks at load
+_B32 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", dtype=np.uint8)
+_TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+_TRUE = {"true": True, "1": True, "yes": True, "y": True, "t": True,
+         "false": False, "0": False, "no": False, "n": False, "f": False}
+
+
+@dataclass
+class CampaignResult:
+    """What :func:`write_campaigns` wrote.
+
+    ``files``: one dict per campaign file (``path`` under the output folder, ``rows``,
+    ``campaign``, ``channel``), in rule order. ``excluded``: customers left out of marketing
+    lists by reason (``no_email``, ``no_consent``, ``unsubscribed``); ``excluded_by_campaign``:
+    the same per campaign. ``recipients``: rows written per campaign.
+    """
+
+    files: list[dict[str, Any]] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)
+    excluded_by_campaign: dict[str, dict[str, int]] = field(default_factory=dict)
+    recipients: dict[str, int] = field(default_factory=dict)
+
+
+# --- atomic writes ----------------------------------------------------------------------
+def _atomic_write(path: Path, write: Callable[[IO[str]], None]) -> None:
+    """Write ``path`` through ``write(handle)`` into a temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        # "x": a fresh file with the usual umask permissions (mkstemp would force 0600).
+        with open(tmp, "x", encoding="utf-8", newline="") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable; not possible on every OS
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_csv(df: pd.DataFrame, path: Path, *, index: bool = False) -> int:
+    """Return the number of data rows written to ``path`` (UTF-8, ``\\n``; atomic replace).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Written as is: text (ids included) exactly, missing values as empty cells.
+    path : Path
+        Target file; its folder is created if needed.
+    index : bool
+        Write the index as the first column (with its name as header).
+    """
+    _atomic_write(Path(path), lambda handle: df.to_csv(handle, index=index, lineterminator="\n"))
+    return len(df)
+
+
+def _json_ready(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [_json_ready(v) for v in items]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, (pd.Timestamp, datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Write ``obj`` as JSON to ``path`` (sorted keys, indent 2, UTF-8; atomic replace).
+
+    NaN and infinities become ``null``; timestamps and dates ISO text; paths POSIX text.
+    """
+    text = json.dumps(_json_ready(obj), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    _atomic_write(Path(path), lambda handle: handle.write(text + "\n"))
+
+
+def write_rejects(rejects: pd.DataFrame | None, out_dir: Path) -> int:
+    """Return the number of rejected rows written to ``out_dir/rejects.csv`` (header-only if none).
+
+    Text cells are neutralised against spreadsheet formulas (they hold raw input).
+    """
+    if rejects is None or len(rejects.columns) == 0:
+        rejects = pd.DataFrame(columns=list(REJECT_COLUMNS))
+    text_cols = [c for c in rejects.columns if _is_text(rejects[c])]
+    return write_csv(_neutralise(rejects, text_cols), Path(out_dir) / "rejects.csv")
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> Path:
+    """Return the path of ``out_dir/run.json`` after writing ``manifest`` to it atomically."""
+    path = Path(out_dir) / "run.json"
+    write_json(manifest, path)
+    return path
+
+
+# --- text helpers -----------------------------------------------------------------------
+def _is_text(s: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(s) or s.dtype == object
+
+
+def _neutralise(df: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """Return ``df`` with text cells starting with = + - @ tab CR prefixed by an apostrophe."""
+    out = df.copy()
+    for col in columns:
+        if col not in out.columns or not _is_text(out[col]):
+            continue
+        s = out[col]
+        hit = s.str.match(_FORMULA_START, na=False).to_numpy(dtype=bool)
+        if hit.any():
+            fixed = s.astype(object)
+            fixed[hit] = "'" + s[hit].astype(str)
+            out[col] = fixed.astype(s.dtype)
+    return out
+
+
+def _clean_text(s: pd.Series) -> pd.Series:
+    """Return ``s`` as trimmed text with blank cells missing."""
+    s = s.astype(_TEXT).str.strip()
+    return s.mask(s.eq("").to_numpy(dtype=bool, na_value=False))
+
+
+def _to_boolean(s: pd.Series) -> pd.Series:
+    """Return ``s`` as nullable boolean: bools kept; true/false/yes/no/1/0 text read; else <NA>."""
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean")
+    text = s.astype(str).where(s.notna())
+    return text.str.strip().str.lower().map(_TRUE).astype("boolean")
+
+
+def _format_numbers(s: pd.Series) -> pd.Series:
+    """Return numbers as text without a spurious ``.0`` (15.0 -> "15"), missing kept missing."""
+    uniques = s.dropna().unique()
+    lookup = {v: (str(int(v)) if float(v).is_integer() else repr(float(v))) for v in uniques}
+    return s.map(lookup).astype(_TEXT)
+
+
+# --- offer codes ------------------------------------------------------------------------
+def _b32(digests: np.ndarray, length: int) -> np.ndarray:
+    """Return ``length`` base32 characters (uint8 codes) per row of sha256 ``digests``."""
+    if length <= 12:  # fast path: the first 64 bits as one big-endian integer
+        word = np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+        shifts = np.uint64(59) - np.arange(length, dtype=np.uint64) * np.uint64(5)
+        return _B32[((word[:, None] >> shifts) & np.uint64(31)).astype(np.intp)]
+    nbytes = -(-length * 5 // 8)
+    bits = np.unpackbits(digests[:, :nbytes], axis=1)[:, : length * 5]
+    groups = bits.reshape(len(digests), length, 5)
+    index = (groups * np.array([16, 8, 4, 2, 1], dtype=np.uint8)).sum(axis=2)
+    return _B32[index]
+
+
+def offer_codes(customer_ids: pd.Series, campaigns: pd.Series, as_of: pd.Timestamp, prefix: str,
+                *, salt: str = "") -> pd.Series:
+    """Return one offer code per row, e.g. ``CC-7QKD2M4XZA``, indexed like ``customer_ids``.
+
+    The code is ``<prefix>-`` plus the first 10 base32 characters of
+    ``sha256(salt | len(id):id | campaign | as_of date)``: the same inputs always give the same
+    code, another ``as_of`` gives new codes. Codes are checked for uniqueness (vectorised);
+    colliding codes are lengthened by two characters until all are unique.
+
+    Parameters
+    ----------
+    customer_ids, campaigns : Series
+        Aligned, one row per customer offer; (customer, campaign) pairs must be unique.
+    as_of : Timestamp
+        Run date; only its date part is used.
+    prefix : str
+        Up to 16 letters, digits or ``_`` (``export.offer_code_prefix``); empty: no prefix.
+    salt : str
+        Optional secret mixed into the hash so codes cannot be derived from ids alone.
+
+    Raises
+    ------
+    ConfigError
+        The prefix has characters that do not belong in a code.
+    ValueError
+        A (customer, campaign) pair repeats: the codes could not be unique.
+    """
+    if not _PREFIX_RE.match(prefix):
+        raise ConfigError(f"export.offer_code_prefix {prefix!r} must be up to 16 letters, digits or '_'")
+    ids = customer_ids.astype(_TEXT)
+    camps = campaigns.astype(_TEXT).to_numpy()
+    n = len(ids)
+    if n == 0:
+        return pd.Series([], index=customer_ids.index, dtype=_TEXT)
+    day = pd.Timestamp(as_of).strftime("%Y-%m-%d")
+    keys = (f"{salt}|" + ids.str.len().astype(str) + ":" + ids + "|" + camps + f"|{day}").tolist()
+    digests = np.frombuffer(b"".join([hashlib.sha256(k.encode("utf-8")).digest() for k in keys]),
+                            dtype=np.uint8).reshape(n, 32)
+    head = (f"{prefix}-" if prefix else "").encode("ascii")
+    lengths = np.full(n, CODE_LENGTH)
+    codes = _assemble(head, _b32(digests, CODE_LENGTH))
+    while True:
+        dup = pd.Series(codes).duplicated(keep=False).to_numpy()
+        if not dup.any():
+            break
+        if len(np.unique(digests[dup], axis=0)) < int(dup.sum()):  # equal digests: equal inputs
+            raise ValueError("offer_codes: a (customer_id, campaign) pair repeats; codes cannot be unique")
+        longer = int(lengths[dup].max()) + 2
+        lengths[dup] = longer
+        codes[dup] = _assemble(head, _b32(digests[dup], longer))
+    return pd.Series(codes, index=customer_ids.index).astype(_TEXT)
+
+
+def _assemble(head: bytes, chars: np.ndarray) -> np.ndarray:
+    """Return an object array of ``head + chars`` strings, one per row of ``chars``."""
+    n, length = chars.shape
+    width = len(head) + length
+    buf = np.empty((n, width), dtype=np.uint8)
+    buf[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    buf[:, len(head):] = chars
+    return buf.view(f"S{width}").ravel().astype(f"U{width}").astype(object)
+
+
+def email_sha256(emails: pd.Series) -> pd.Series:
+    """Return the sha256 hex of each trimmed, lower-cased email (missing stays missing)."""
+    norm = _clean_text(emails).str.lower()
+    present = norm.notna().to_numpy()
+    out = np.full(len(norm), None, dtype=object)
+    out[present] = [hashlib.sha256(e.encode("utf-8")).hexdigest() for e in norm[present].tolist()]
+    return pd.Series(out, index=emails.index).astype(_TEXT)
+
+
+# --- contacts ---------------------------------------------------------------------------
+def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config: ExportConfig,
+                   *, events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return one contact row per customer, indexed by ``customer_id``.
+
+    Columns ``email, first_name, language, country`` (text) and ``marketing_consent,
+    unsubscribed`` (nullable boolean; <NA> when unknown).
+
+    * The customers file wins wherever it has a value; otherwise ``email``, ``first_name`` and
+      ``country`` come from the customer's latest order that has them.
+    * ``language``: the customers file, else ``config.country_languages[country]``, else
+      ``config.default_language``.
+    * ``events`` (optional): a customer with an ``unsubscribe`` event is ``unsubscribed``.
+    """
+    parts: list[pd.DataFrame] = []
+    cols = [c for c in ("email", "first_name", "country") if c in orders.columns]
+    if cols and len(orders):
+        sub = orders[["customer_id", *cols] + (["order_date"] if "order_date" in orders else [])]
+        if "order_date" in sub and not sub["order_date"].is_monotonic_increasing:
+            sub = sub.sort_values("order_date", kind="stable")
+        sub = sub.assign(**{c: _clean_text(sub[c]) for c in cols})
+        parts.append(sub.groupby("customer_id", sort=False)[cols].last())  # last non-missing
+    cust = None
+    if customers is not None and "customer_id" in customers.columns:
+        cust = customers.drop_duplicates("customer_id", keep="last").set_index("customer_id")
+    index = pd.Index([], dtype=_TEXT, name="customer_id")
+    for frame in ([cust] if cust is not None else []) + parts:
+        index = index.append(frame.index.astype(_TEXT))
+    index = index.drop_duplicates()
+    index.name = "customer_id"
+    from_orders = parts[0].reindex(index) if parts else pd.DataFrame(index=index)
+
+    def pick(col: str) -> pd.Series:
+        base = from_orders[col] if col in from_orders else pd.Series(np.nan, index=index)
+        base = base.astype(_TEXT)
+        if cust is not None and col in cust.columns:
+            return _clean_text(cust[col].reindex(index)).combine_first(base).astype(_TEXT)
+        return base
+
+    country = pick("country")
+    mapped = country.map(config.country_languages).astype(_TEXT).fillna(config.default_language)
+    if cust is not None and "language" in cust.columns:
+        language = _clean_text(cust["language"].reindex(index)).fillna(mapped)
+    else:
+        language = mapped
+
+    def flag(col: str) -> pd.Series:
+        if cust is not None and col in cust.columns:
+            return _to_boolean(cust[col]).reindex(index)
+        return pd.Series(pd.NA, index=index, dtype="boolean")
+
+    unsubscribed = flag("unsubscribed")
+    if events is not None and {"customer_id", "event_type"} <= set(events.columns):
+        gone = pd.Index(events.loc[events["event_type"].eq("unsubscribe").to_numpy(dtype=bool,
+                                                                           na_value=False),
+                                   "customer_id"].astype(_TEXT).unique())
+        unsubscribed = unsubscribed.mask(index.isin(gone), True)
+    return pd.DataFrame({
+        "email": pick("email"),
+        "first_name": pick("first_name"),
+        "language": language.astype(_TEXT),
+        "country": country,
+        "marketing_consent": flag("marketing_consent"),
+        "unsubscribed": unsubscribed,
+    }, index=index)
+
+
+# --- campaigns --------------------------------------------------------------------------
+def _campaign_channels(acted: pd.DataFrame, campaigns: Mapping[str, str] | None) -> dict[str, str]:
+    out = dict(campaigns or {})
+    pairs = acted[["campaign", "channel"]].drop_duplicates()
+    for campaign, channel in zip(pairs["campaign"].tolist(), pairs["channel"].tolist()):
+        if out.setdefault(campaign, channel) != channel:
+            raise ValueError(f"campaign '{campaign}' has two channels: '{out[campaign]}' and '{channel}'")
+    for campaign in out:  # a campaign names a file: never a path
+        if not isinstance(campaign, str) or not _CAMPAIGN_RE.match(campaign):
+            raise ValueError(f"campaign {campaign!r} is not a valid file name (a-z, 0-9, '_', '-')")
+    return out
+
+
+def exclusion_reasons(contacts: pd.DataFrame, require_consent: bool) -> pd.Series:
+    """Return, per contact row, the first reason it cannot get marketing ("" when it can).
+
+    Order: ``no_email`` (missing, blank or no ``@``), ``no_consent`` (false, or unknown when
+    ``require_consent``), ``unsubscribed`` (true).
+    """
+    email = _clean_text(contacts["email"]) if "email" in contacts else pd.Series(np.nan, index=contacts.index)
+    has_email = email.str.contains("@", regex=False).to_numpy(dtype=bool, na_value=False)
+    consent = (_to_boolean(contacts["marketing_consent"]) if "marketing_consent" in contacts
+               else pd.Series(pd.NA, index=contacts.index, dtype="boolean"))
+    no_consent = consent.eq(False).to_numpy(dtype=bool, na_value=False)
+    if require_consent:
+        no_consent |= consent.isna().to_numpy()
+    unsub = (_to_boolean(contacts["unsubscribed"]).to_numpy(dtype=bool, na_value=False)
+             if "unsubscribed" in contacts else np.zeros(len(contacts), dtype=bool))
+    reason = np.select([~has_email, no_consent, unsub], list(EXCLUSION_REASONS), default="")
+    return pd.Series(reason, index=contacts.index, dtype=object).astype(_TEXT)
+
+
+def write_campaigns(out_dir: Path, scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,
+                    as_of: pd.Timestamp, config: ExportConfig, *,
+                    campaigns: Mapping[str, str] | None = None) -> CampaignResult:
+    """Return what was written: one CSV per campaign under ``out_dir/campaigns/``.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Run output folder; files go to ``out_dir/campaigns/<campaign>.csv``.
+    scores : DataFrame
+        Scores frame indexed by ``customer_id``.
+    actions : DataFrame
+        From ``rules.apply`` (same index); ``no_action`` rows are skipped.
+    contacts : DataFrame
+        From :func:`build_contacts`; customers absent from it have no email.
+    as_of : Timestamp
+        Run date, part of every offer code.
+    config : ExportConfig
+        ``offer_code_prefix``, ``require_consent``, ``default_language``, ``country_languages``.
+    campaigns : mapping, optional
+        campaign -> channel of every campaign the rules can assign (``RuleSet.campaigns``): each
+        gets a file, header-only when nobody is in it. Campaigns seen in ``actions`` always do.
+
+    Returns
+    -------
+    CampaignResult
+        Files (``path`` is ``out_dir/campaigns/<campaign>.csv``), exclusion counts, recipients.
+    """
+    out_dir = Path(out_dir)
+    acted = actions.loc[actions["campaign"].ne(NO_ACTION).to_numpy(dtype=bool, na_value=False)]
+    channels = _campaign_channels(acted, campaigns)
+
+    frame = acted.join(scores.reindex(acted.index).reindex(
+        columns=["churn_probability", "risk_tier", "top_cause", "value_tier", "monetary_total", "reasons"]))
+    people = contacts.reindex(acted.index).reindex(columns=list(CONTACT_COLUMNS))
+    reason = exclusion_reasons(people, config.require_consent)
+    marketing = frame["channel"].isin(MARKETING_CHANNELS).to_numpy(dtype=bool)
+    reason = reason.where(marketing, "")
+    country = _clean_text(people["country"])
+    if "country" in scores.columns:
+        country = country.fillna(_clean_text(scores["country"].reindex(acted.index)))
+    language = _clean_text(people["language"]).fillna(
+        country.map(config.country_languages).astype(_TEXT)).fillna(config.default_language)
+    frame = frame.assign(
+        customer_id=frame.index.astype(_TEXT),
+        email=_clean_text(people["email"]),
+        first_name=_clean_text(people["first_name"]),
+        language=language,
+        country=country,
+        marketing_consent=people["marketing_consent"].astype("boolean"),
+        unsubscribed=people["unsubscribed"].astype("boolean"),
+        reason=reason,
+    ).rename_axis(None)
+    kept = frame.loc[frame["reason"].eq("").to_numpy(dtype=bool)]
+    with_code = kept["offer_type"].ne("none").to_numpy(dtype=bool, na_value=False) & \
+        kept["channel"].ne("ads_audience").to_numpy(dtype=bool, na_value=False)
+    codes = np.full(len(kept), None, dtype=object)
+    if with_code.any():
+        codes[with_code] = offer_codes(kept["customer_id"][with_code], kept["campaign"][with_code], as_of,
+                                       config.offer_code_prefix, salt=config.offer_code_salt).to_numpy(dtype=object)
+    kept = kept.assign(
+        offer_code=pd.Series(codes, index=kept.index, dtype=object).astype(_TEXT),
+        offer_value=_format_numbers(kept["offer_value"]),
+        offer_min_spend=_format_numbers(kept["offer_min_spend"]),
+        churn_probability=kept["churn_probability"].astype("float64").round(4),
+        monetary_total=pd.to_numeric(kept["monetary_total"], errors="coerce").round(2),
+    ).sort_values(["churn_probability", "customer_id"], ascending=[False, True], na_position="last")
+
+    counts = frame.loc[frame["reason"].ne("").to_numpy(dtype=bool)].groupby(
+        ["campaign", "reason"], observed=True).size()
+    result = CampaignResult(excluded={r: 0 for r in EXCLUSION_REASONS})
+    folder = out_dir / "campaigns"
+    folder.mkdir(parents=True, exist_ok=True)
+    by_campaign = kept.groupby("campaign", sort=False, observed=True).indices
+    for campaign, channel in channels.items():
+        rows = kept.iloc[by_campaign[campaign]] if campaign in by_campaign else kept.iloc[:0]
+        if channel == "ads_audience":
+            out = rows.assign(email_sha256=email_sha256(rows["email"]))[list(ADS_COLUMNS)]
+        else:
+            cols = list(MAIL_COLUMNS) + (list(ACCOUNT_MANAGER_EXTRA) if channel == "account_manager" else [])
+            out = rows[cols]
+        path = folder / f"{campaign}.csv"
+        n = write_csv(_neutralise(out, NEUTRALISED_COLUMNS), path)
+        per = {r: int(counts.get((campaign, r), 0)) for r in EXCLUSION_REASONS}
+        for r, v in per.items():
+            result.excluded[r] += v
+        result.excluded_by_campaign[campaign] = per
+        result.recipients[campaign] = n
+        result.files.append({"path": str(path), "rows": n, "campaign": campaign, "channel": channel})
+    return result

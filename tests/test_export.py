@@ -1,0 +1,318 @@
+"""Export: atomic files, offer codes, contacts, campaign lists, exclusions and CSV safety."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnctl import export
+from churnctl.config import ExportConfig
+from churnctl.errors import ConfigError
+
+AS_OF = pd.Timestamp("2026-06-30")
+
+
+def read(path: Path) -> pd.DataFrame:
+    """Read a written CSV back as exact text (empty cells as "")."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".tmp"))
+
+
+# --- atomic writes ----------------------------------------------------------------------
+def test_write_csv_exact_text_and_row_count(tmp_path):
+    df = pd.DataFrame({"customer_id": ["007", "AbC", "0012"], "amount": [1.5, 2.0, np.nan],
+                       "name": ["Zoë", None, "a,b"]})
+    path = tmp_path / "sub" / "x.csv"
+    assert export.write_csv(df, path) == 3
+    assert path.read_bytes() == "customer_id,amount,name\n007,1.5,Zoë\nAbC,2.0,\n0012,,\"a,b\"\n".encode()
+    assert leftovers(tmp_path) == []
+
+
+def test_write_csv_with_index(tmp_path):
+    df = pd.DataFrame({"p": [0.5]}, index=pd.Index(["007"], name="customer_id"))
+    export.write_csv(df, tmp_path / "s.csv", index=True)
+    assert (tmp_path / "s.csv").read_text() == "customer_id,p\n007,0.5\n"
+
+
+def _failing_to_csv(self, handle, **kwargs):
+    handle.write("customer_id,amount\n007,1.")  # half a file, then the disk "fills up"
+    raise OSError("No space left on device")
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "scores.csv"
+    path.write_text("old complete file\n")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _failing_to_csv)
+    with pytest.raises(OSError, match="No space left"):
+        export.write_csv(pd.DataFrame({"customer_id": ["007"]}), path)
+    assert path.read_text() == "old complete file\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
+
+
+def test_failed_first_write_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _failing_to_csv)
+    with pytest.raises(OSError):
+        export.write_csv(pd.DataFrame({"customer_id": ["007"]}), tmp_path / "new.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rename_leaves_no_temp(tmp_path, monkeypatch):
+    def boom(src, dst):
+        raise PermissionError("locked")
+
+    monkeypatch.setattr(export.os, "replace", boom)
+    with pytest.raises(PermissionError):
+        export.write_json({"a": 1}, tmp_path / "run.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_sorted_indented_and_plain(tmp_path):
+    path = export.write_manifest(tmp_path, {"b": np.int64(2), "a": {"z": float("nan"), "y": AS_OF},
+                                            "p": Path("campaigns") / "x.csv"})
+    assert path == tmp_path / "run.json"
+    text = path.read_text(encoding="utf-8")
+    assert text == ('{\n  "a": {\n    "y": "2026-06-30T00:00:00",\n    "z": null\n  },\n  "b": 2,\n'
+                    '  "p": "campaigns/x.csv"\n}\n')
+    assert json.loads(text)["b"] == 2
+
+
+def test_write_rejects_header_only_and_neutralised(tmp_path):
+    empty = pd.DataFrame(columns=["file", "line", "reason", "value"])
+    assert export.write_rejects(empty, tmp_path) == 0
+    assert (tmp_path / "rejects.csv").read_text() == "file,line,reason,value\n"
+    bad = pd.DataFrame({"file": ["o.csv"], "line": [3], "reason": ["bad amount"], "value": ["=1+1"]})
+    assert export.write_rejects(bad, tmp_path) == 1
+    assert (tmp_path / "rejects.csv").read_text() == "file,line,reason,value\no.csv,3,bad amount,'=1+1\n"
+
+
+# --- offer codes ------------------------------------------------------------------------
+def test_offer_codes_unique_deterministic_and_dated():
+    ids = pd.Series([f"{i:05d}" for i in range(5000)] + ["AbC", "abc"], index=range(100, 5102))
+    camps = pd.Series(["winback_30"] * len(ids), index=ids.index)
+    codes = export.offer_codes(ids, camps, AS_OF, "CC")
+    assert codes.index.equals(ids.index)
+    assert codes.is_unique
+    assert codes.str.fullmatch(r"CC-[A-Z2-7]{10}").all()
+    assert codes.equals(export.offer_codes(ids, camps, AS_OF, "CC"))
+    later = export.offer_codes(ids, camps, AS_OF + pd.Timedelta(days=1), "CC")
+    assert not codes.isin(later).any()
+    other = export.offer_codes(ids, camps.replace("winback_30", "winback_60"), AS_OF, "CC")
+    assert not codes.isin(other).any()
+    salted = export.offer_codes(ids, camps, AS_OF, "CC", salt="s3cret")
+    assert not codes.isin(salted).any()
+    expected = hashlib.sha256(b"|5:00000|winback_30|2026-06-30").digest()
+    assert codes.iloc[0] == "CC-" + base64.b32encode(expected).decode()[:10]
+
+
+def test_offer_codes_lengthen_on_collision(monkeypatch):
+    monkeypatch.setattr(export, "CODE_LENGTH", 1)  # 32 possible codes for 300 ids: many collide
+    ids = pd.Series([f"c{i}" for i in range(300)])
+    camps = pd.Series(["x"] * 300)
+    codes = export.offer_codes(ids, camps, AS_OF, "P")
+    assert codes.is_unique
+    lengths = codes.str.len() - 2
+    assert lengths.min() >= 1 and lengths.max() > 1
+    assert codes.equals(export.offer_codes(ids, camps, AS_OF, "P"))
+    first = codes.str.slice(2, 3)
+    # A code stays short only when no other id shares its first character.
+    assert ((lengths == 1) == ~first.duplicated(keep=False)).all()
+
+
+def test_offer_codes_refuse_repeated_pairs_and_bad_prefix():
+    with pytest.raises(ValueError, match="pair repeats"):
+        export.offer_codes(pd.Series(["a", "a"]), pd.Series(["x", "x"]), AS_OF, "CC")
+    with pytest.raises(ConfigError, match="export.offer_code_prefix"):
+        export.offer_codes(pd.Series(["a"]), pd.Series(["x"]), AS_OF, "C C")
+    assert export.offer_codes(pd.Series(["a"]), pd.Series(["x"]), AS_OF, "").str.fullmatch(r"[A-Z2-7]{10}").all()
+
+
+def test_email_sha256_normalises():
+    got = export.email_sha256(pd.Series(["  Foo@Example.COM ", None, "foo@example.com"]))
+    want = hashlib.sha256(b"foo@example.com").hexdigest()
+    assert got.iloc[0] == want and got.iloc[2] == want and pd.isna(got.iloc[1])
+
+
+# --- contacts ---------------------------------------------------------------------------
+ORDERS = pd.DataFrame({
+    "order_id": ["1", "2", "3", "4", "5"],
+    "customer_id": ["007", "007", "AbC", "AbC", "zz"],
+    "order_date": pd.to_datetime(["2026-01-05", "2026-03-01", "2026-02-01", "2026-04-01", "2026-01-01"]),
+    "email": ["old@x.com", "new@x.com", "abc@x.com", None, "zz@x.com"],
+    "first_name": ["Al", "Alan", "Bea", "  ", "Zed"],
+    "country": ["DE", "DE", "JP", "JP", "BR"],
+})
+
+
+def test_build_contacts_orders_only():
+    got = export.build_contacts(ORDERS, None, ExportConfig())
+    assert got.index.name == "customer_id" and sorted(got.index) == ["007", "AbC", "zz"]
+    assert list(got.columns) == list(export.CONTACT_COLUMNS)
+    assert got.loc["007", "email"] == "new@x.com" and got.loc["007", "first_name"] == "Alan"
+    # latest order has no email / a blank name: the latest order that has one is used
+    assert got.loc["AbC", "email"] == "abc@x.com" and got.loc["AbC", "first_name"] == "Bea"
+    assert got["language"].to_dict() == {"007": "de", "AbC": "ja", "zz": "pt"}
+    assert got["marketing_consent"].isna().all() and got["unsubscribed"].isna().all()
+    assert str(got["marketing_consent"].dtype) == "boolean"
+
+
+def test_build_contacts_customers_file_wins_and_events_unsubscribe():
+    customers = pd.DataFrame({
+        "customer_id": ["007", "AbC", "new"],
+        "email": ["crm@x.com", None, "n@x.com"],
+        "country": [None, "FR", "US"],
+        "language": [None, "en", None],
+        "marketing_consent": [True, False, None],
+        "unsubscribed": [False, None, None],
+    })
+    events = pd.DataFrame({"customer_id": ["zz", "007"], "event_type": ["unsubscribe", "email_open"]})
+    got = export.build_contacts(ORDERS, customers, ExportConfig(default_language="xx"), events=events)
+    assert sorted(got.index) == ["007", "AbC", "new", "zz"]
+    assert got.loc["007", "email"] == "crm@x.com"            # customers file wins
+    assert got.loc["AbC", "email"] == "abc@x.com"            # ... where it has a value
+    assert got.loc["AbC", "country"] == "FR" and got.loc["007", "country"] == "DE"
+    assert got["language"].to_dict() == {"007": "de", "AbC": "en", "new": "xx", "zz": "pt"}
+    assert got["marketing_consent"].tolist()[:2] == [True, False]
+    assert pd.isna(got.loc["new", "marketing_consent"])
+    assert got.loc["zz", "unsubscribed"] == True  # noqa: E712 - nullable boolean
+    assert got.loc["007", "unsubscribed"] == False  # noqa: E712
+
+
+# --- campaigns --------------------------------------------------------------------------
+def campaign_inputs():
+    ids = ["007", "AbC", "noemail", "noconsent", "unknown", "unsub", "both", "am_none", "ads1", "ads2",
+           "low", "tie_b", "tie_a"]
+    idx = pd.Index(ids, name="customer_id")
+    n = len(ids)
+    scores = pd.DataFrame({
+        "churn_probability": [0.81, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.66, 0.9, 0.1, 0.5, 0.5],
+        "risk_tier": ["high"] * 10 + ["low", "medium", "medium"],
+        "top_cause": ["price"] * 7 + ["service", "engagement", "engagement", "activity", "price", "price"],
+        "value_tier": ["A"] * n, "monetary_total": [123.456] * n, "reasons": ["-3 orders late"] + ["r"] * (n - 1),
+        "country": ["DE"] * n, "channel": ["web"] * n,
+    }, index=idx)
+    camp = (["coupon"] * 7 + ["am", "ads", "ads", "no_action", "coupon", "coupon"])
+    chan = {"coupon": "email", "am": "account_manager", "ads": "ads_audience", "no_action": None}
+    actions = pd.DataFrame({
+        "rule": [c if c != "no_action" else None for c in camp], "campaign": camp,
+        "channel": [chan[c] for c in camp],
+        "offer_type": ["amount_off" if c == "coupon" else "none" for c in camp],
+        "offer_value": [15.0 if c == "coupon" else np.nan for c in camp],
+        "offer_min_spend": [100.0 if c == "coupon" else np.nan for c in camp],
+        "template": [None if c == "no_action" else f"t_{c}" for c in camp],
+    }, index=idx)
+    contacts = pd.DataFrame({
+        "email": ["a@x.com", "b@x.com", None, "d@x.com", "e@x.com", "f@x.com", "   ", None,
+                  "  Foo@Example.COM ", "nope-at-all", "l@x.com", "tb@x.com", "ta@x.com"],
+        "first_name": ["=HYPERLINK(\"http://evil\")", "+Bo", "C", "D", "E", "F", "G", "@Hal", "I", "J",
+                       "L", "-Tb", "Ta"],
+        "language": ["de", "fr", "en", "en", "en", "en", "en", "en", "en", "en", "en", None, "en"],
+        "country": ["DE", "FR", "US", "US", "US", "US", "US", "US", "US", "US", "US", "JP", "US"],
+        "marketing_consent": pd.array([True, True, True, False, None, True, False, False, True, True,
+                                       True, True, True], dtype="boolean"),
+        "unsubscribed": pd.array([False, None, False, False, False, True, True, True, False, False,
+                                  False, False, False], dtype="boolean"),
+    }, index=idx)
+    return scores, actions, contacts
+
+
+def test_write_campaigns_lists_exclusions_and_order(tmp_path):
+    scores, actions, contacts = campaign_inputs()
+    result = export.write_campaigns(tmp_path, scores, actions, contacts, AS_OF, ExportConfig(),
+                                    campaigns={"coupon": "email", "am": "account_manager",
+                                               "ads": "ads_audience", "empty_one": "survey"})
+    assert [f["campaign"] for f in result.files] == ["coupon", "am", "ads", "empty_one"]
+    assert result.files[0] == {"path": str(tmp_path / "campaigns" / "coupon.csv"), "rows": 4,
+                               "campaign": "coupon", "channel": "email"}
+    assert result.recipients == {"coupon": 4, "am": 1, "ads": 1, "empty_one": 0}
+    # first failing reason wins: "both" has a blank email and no consent -> no_email
+    assert result.excluded == {"no_email": 3, "no_consent": 2, "unsubscribed": 1}
+    assert result.excluded_by_campaign["coupon"] == {"no_email": 2, "no_consent": 2, "unsubscribed": 1}
+    assert result.excluded_by_campaign["ads"] == {"no_email": 1, "no_consent": 0, "unsubscribed": 0}
+    assert result.excluded_by_campaign["am"] == {"no_email": 0, "no_consent": 0, "unsubscribed": 0}
+    assert sorted(p.name for p in (tmp_path / "campaigns").iterdir()) == \
+        ["ads.csv", "am.csv", "coupon.csv", "empty_one.csv"]
+    assert leftovers(tmp_path) == []
+
+    coupon = read(tmp_path / "campaigns" / "coupon.csv")
+    assert list(coupon.columns) == list(export.MAIL_COLUMNS)
+    # probability desc, then customer_id; ids exactly as given
+    assert coupon["customer_id"].tolist() == ["AbC", "007", "tie_a", "tie_b"]
+    first = coupon.set_index("customer_id")
+    assert first.loc["007", "first_name"] == "'=HYPERLINK(\"http://evil\")"
+    assert first.loc["AbC", "first_name"] == "'+Bo" and first.loc["tie_b", "first_name"] == "'-Tb"
+    assert first.loc["tie_a", "first_name"] == "Ta"
+    assert first.loc["tie_b", "language"] == "ja"            # missing language: from country
+    assert (first.loc["007", "offer_type"], first.loc["007", "offer_value"], first.loc["007", "offer_min_spend"]) \
+        == ("amount_off", "15", "100")
+    assert first["offer_code"].str.fullmatch(r"CC-[A-Z2-7]{10}").all() and first["offer_code"].is_unique
+    assert first.loc["007", "churn_probability"] == "0.81" and first.loc["007", "template"] == "t_coupon"
+
+    am = read(tmp_path / "campaigns" / "am.csv")
+    assert list(am.columns) == list(export.MAIL_COLUMNS) + list(export.ACCOUNT_MANAGER_EXTRA)
+    # kept without email, consent or subscription: a service follow-up, not marketing
+    assert am.iloc[0][["customer_id", "email", "first_name", "offer_code", "monetary_total",
+                       "marketing_consent", "unsubscribed"]].tolist() == \
+        ["am_none", "", "'@Hal", "", "123.46", "False", "True"]
+
+    raw = (tmp_path / "campaigns" / "ads.csv").read_text()
+    assert raw == ("email_sha256,country,customer_id,campaign\n"
+                   f"{hashlib.sha256(b'foo@example.com').hexdigest()},US,ads1,ads\n")
+    assert "@" not in raw and "foo" not in raw.lower()
+    assert (tmp_path / "campaigns" / "empty_one.csv").read_text() == ",".join(export.MAIL_COLUMNS) + "\n"
+
+
+def test_unknown_consent_allowed_when_not_required(tmp_path):
+    scores, actions, contacts = campaign_inputs()
+    result = export.write_campaigns(tmp_path, scores, actions, contacts, AS_OF,
+                                    ExportConfig(require_consent=False))
+    assert result.excluded == {"no_email": 3, "no_consent": 1, "unsubscribed": 1}
+    assert "unknown" in read(tmp_path / "campaigns" / "coupon.csv")["customer_id"].tolist()
+    assert [f["campaign"] for f in result.files] == ["coupon", "am", "ads"]  # from actions
+
+
+def test_codes_deterministic_across_runs_and_reorderings(tmp_path):
+    scores, actions, contacts = campaign_inputs()
+    export.write_campaigns(tmp_path / "a", scores, actions, contacts, AS_OF, ExportConfig())
+    order = list(reversed(scores.index))
+    export.write_campaigns(tmp_path / "b", scores.loc[order], actions.loc[order], contacts, AS_OF, ExportConfig())
+    a = (tmp_path / "a" / "campaigns" / "coupon.csv").read_bytes()
+    assert a == (tmp_path / "b" / "campaigns" / "coupon.csv").read_bytes()
+
+
+def test_customers_missing_from_contacts_count_as_no_email(tmp_path):
+    scores, actions, contacts = campaign_inputs()
+    result = export.write_campaigns(tmp_path, scores, actions, contacts.iloc[:0], AS_OF, ExportConfig())
+    assert result.recipients == {"coupon": 0, "am": 1, "ads": 0}
+    assert result.excluded == {"no_email": 11, "no_consent": 0, "unsubscribed": 0}
+    am = read(tmp_path / "campaigns" / "am.csv")
+    assert am.loc[0, "country"] == "DE" and am.loc[0, "language"] == "de"  # from the scores frame
+
+
+def test_neutralise_only_touches_formula_starts():
+    df = pd.DataFrame({"first_name": ["=1", "+1", "-1", "@a", "\tx", "\rx", "a=b", None, "Ann"],
+                       "customer_id": ["-1"] * 9})
+    got = export._neutralise(df, export.NEUTRALISED_COLUMNS)
+    assert got["first_name"].tolist()[:7] == ["'=1", "'+1", "'-1", "'@a", "'\tx", "'\rx", "a=b"]
+    assert pd.isna(got["first_name"].iloc[7]) and got["first_name"].iloc[8] == "Ann"
+    assert got["customer_id"].tolist() == ["-1"] * 9          # ids are never altered
+    buf = io.StringIO()
+    got.to_csv(buf, index=False)
+    assert "\n'=1," in buf.getvalue()
+
+
+def test_campaign_names_cannot_escape_the_folder(tmp_path):
+    scores, actions, contacts = campaign_inputs()
+    bad = actions.assign(campaign=actions["campaign"].replace("coupon", "../../evil"))
+    with pytest.raises(ValueError, match="not a valid file name"):
+        export.write_campaigns(tmp_path, scores, bad, contacts, AS_OF, ExportConfig())
+    assert not (tmp_path.parent / "evil.csv").exists()
