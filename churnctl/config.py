@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -184,7 +185,7 @@ def load_config(path: Path | str | None) -> Config:
 def _resolve_paths(raw: dict, base: Path) -> dict:
     def fix(value: Any) -> Any:
         if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
-            return str(base / value)
+            return os.path.normpath(base / value)
         if isinstance(value, list):
             return [fix(v) for v in value]
         return value

@@ -1,0 +1,412 @@
+"""Library API: composes the stages; the only module that decides which files are written.
+
+A notebook, a test or the CLI calls these functions; they return values and never print.
+Progress goes to the ``churnctl`` logger (counts and seconds, never an email or a name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__, export, features, ingest, model, rules, sample, scoring
+from .config import Config
+from .errors import InputError, ModelError
+from .schema import as_of_timestamp, day_end
+
+log = logging.getLogger("churnctl")
+
+PathLike = str | os.PathLike
+
+
+#: Set by the CLI when stderr is a terminal: a live spinner per stage instead of silence.
+LIVE = False
+
+
+@dataclass
+class Timer:
+    """Collect seconds per stage and log one line per stage."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        info: dict[str, Any] = {}
+        start = time.perf_counter()
+        log.debug("%s: started", name)
+        if LIVE:
+            from rich.console import Console
+
+            with Console(stderr=True).status(f"{name}..."):
+                yield info
+        else:
+            yield info
+        took = time.perf_counter() - start
+        self.seconds[name] = round(took, 3)
+        detail = ", ".join(f"{k}={v}" for k, v in info.items())
+        log.info("%-8s %s (%.2fs)", name, detail, took)
+
+
+@dataclass
+class Inputs:
+    """Loaded inputs: canonical frames plus the ingest accounting."""
+
+    orders: pd.DataFrame
+    events: pd.DataFrame | None
+    customers: pd.DataFrame | None
+    rejects: pd.DataFrame
+    stats: list[ingest.FileStats]
+    files: list[dict[str, Any]]
+
+
+@dataclass
+class TrainSummary:
+    model_path: Path
+    model_version: str
+    metrics: dict[str, Any]
+    meta: dict[str, Any]
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    as_of: date
+    customers: int
+    risk_counts: dict[str, int]
+    campaigns: dict[str, int]
+    rejected: int
+    model_version: str
+    trained: bool
+    manifest: dict[str, Any]
+
+
+# --- inputs -----------------------------------------------------------------------------
+def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[Path]:
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_inputs(
+    orders: PathLike | Sequence[PathLike],
+    *,
+    events: PathLike | None = None,
+    customers: PathLike | None = None,
+    config: Config,
+    timer: Timer | None = None,
+) -> Inputs:
+    """Return the validated, de-duplicated, currency-normalised inputs with their accounting.
+
+    Raises InputError for file-level problems.  The reject fraction is *not* checked here:
+    callers write ``rejects.csv`` first so the user can see why, then call
+    :func:`ingest.check_reject_fraction`.
+    """
+    timer = timer or Timer()
+    order_paths = _as_list(orders)
+    if not order_paths:
+        raise InputError("no orders file given: pass --orders FILE or set inputs.orders in the config")
+    with timer.stage("ingest") as info:
+        loaded = ingest.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
+        frames = [loaded]
+        ev = cu = None
+        if events is not None:
+            ev = ingest.load_events(_as_list(events), config.ingest)
+            frames.append(ev)
+        if customers is not None:
+            cu = ingest.load_customers(_as_list(customers), config.ingest)
+            frames.append(cu)
+        stats = [s for f in frames for s in f.stats]
+        rejects = pd.concat([f.rejects for f in frames if len(f.rejects)], ignore_index=True) if any(
+            len(f.rejects) for f in frames
+        ) else loaded.rejects
+        info["orders"] = len(loaded.frame)
+        info["events"] = 0 if ev is None else len(ev.frame)
+        info["customers"] = 0 if cu is None else len(cu.frame)
+        info["rejected"] = sum(s.rejected for s in stats)
+        info["collapsed"] = sum(s.collapsed for s in stats)
+    files = []
+    for s in stats:
+        p = Path(s.file)
+        entry = s.as_dict()
+        if p.is_file():
+            entry["sha256"] = _sha256(p)
+            entry["bytes"] = p.stat().st_size
+        files.append(entry)
+    return Inputs(
+        orders=loaded.frame,
+        events=None if ev is None else ev.frame,
+        customers=None if cu is None else cu.frame,
+        rejects=rejects,
+        stats=stats,
+        files=files,
+    )
+
+
+def _check_rejects(inputs: Inputs, out: Path | None, config: Config) -> None:
+    try:
+        ingest.check_reject_fraction(inputs.stats, config.ingest.max_reject_fraction)
+    except InputError as exc:
+        if out is not None:
+            raise InputError(f"{exc}; see {out / 'rejects.csv'}") from None
+        raise
+
+
+# --- sample -----------------------------------------------------------------------------
+def make_sample(
+    out: PathLike, *, customers: int, seed: int, end_date: date | None = None, years: float = 3.0
+) -> dict[str, int]:
+    """Write a synthetic history to ``out``; return rows written per file."""
+    kwargs: dict[str, Any] = {"seed": seed, "years": years}
+    if end_date is not None:
+        kwargs["end_date"] = end_date
+    data = sample.generate(customers, **kwargs)
+    return sample.write(data, Path(out))
+
+
+# --- features ---------------------------------------------------------------------------
+def build_features(
+    orders: PathLike | Sequence[PathLike],
+    *,
+    as_of: date,
+    events: PathLike | None = None,
+    out: PathLike | None = None,
+    config: Config,
+) -> pd.DataFrame:
+    """Return the features frame at ``as_of``; write ``out`` (CSV) when given."""
+    timer = Timer()
+    inputs = load_inputs(orders, events=events, config=config, timer=timer)
+    _check_rejects(inputs, None, config)
+    ts = as_of_timestamp(as_of)
+    with timer.stage("features") as info:
+        frame = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
+        info["customers"] = len(frame)
+        info["features"] = len(features.model_columns(frame))
+    if out is not None:
+        export.write_csv(frame.reset_index(), Path(out))
+    return frame
+
+
+# --- train ------------------------------------------------------------------------------
+def train(
+    orders: PathLike | Sequence[PathLike],
+    *,
+    as_of: date,
+    events: PathLike | None = None,
+    model_path: PathLike | None = None,
+    algo: str | None = None,
+    config: Config,
+    inputs: Inputs | None = None,
+    timer: Timer | None = None,
+) -> TrainSummary:
+    """Train on snapshots before ``as_of``; write the model artifact and ``metrics.json``."""
+    timer = timer or Timer()
+    if inputs is None:
+        inputs = load_inputs(orders, events=events, config=config, timer=timer)
+        _check_rejects(inputs, None, config)
+    path = Path(model_path or config.model.path)
+    ts = as_of_timestamp(as_of)
+    with timer.stage("train") as info:
+        fitted = model.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
+        m = fitted.meta.get("metrics", {})
+        info["algo"] = fitted.algo
+        info["rows"] = m.get("train_rows")
+        info["roc_auc"] = round(m.get("model", {}).get("roc_auc", float("nan")), 3)
+        info["baseline_roc_auc"] = round(m.get("recency_baseline", {}).get("roc_auc", float("nan")), 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(fitted, path)
+    loaded = model.load(path)
+    export.write_json(loaded.meta.get("metrics", {}), path.parent / "metrics.json")
+    return TrainSummary(
+        model_path=path,
+        model_version=loaded.meta["model_version"],
+        metrics=loaded.meta.get("metrics", {}),
+        meta=loaded.meta,
+    )
+
+
+# --- score ------------------------------------------------------------------------------
+def score(
+    orders: PathLike | Sequence[PathLike],
+    *,
+    as_of: date,
+    out: PathLike,
+    events: PathLike | None = None,
+    customers: PathLike | None = None,
+    model_path: PathLike | None = None,
+    rules_path: PathLike | None = None,
+    config: Config,
+    command: str = "score",
+    inputs: Inputs | None = None,
+    timer: Timer | None = None,
+    trained: bool = False,
+) -> RunSummary:
+    """Score customers at ``as_of``; write scores, rejects, campaign CSVs and ``run.json``."""
+    started = datetime.now(timezone.utc)
+    timer = timer or Timer()
+    out = Path(out)
+    ts = as_of_timestamp(as_of)
+    rules_file = rules_path if rules_path is not None else config.rules
+    # Everything that can be rejected up front is checked before any output is written.
+    ruleset = rules.load(Path(rules_file) if rules_file else None, columns=scoring_columns())
+    path = Path(model_path or config.model.path)
+    fitted = model.load(path)
+    if inputs is None:
+        inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer)
+    out.mkdir(parents=True, exist_ok=True)
+    export.write_rejects(inputs.rejects, out)
+    _check_rejects(inputs, out, config)
+
+    with timer.stage("features") as info:
+        after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
+        feats = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
+        info["customers"] = len(feats)
+        info["orders_after_as_of"] = after
+    if feats.empty:
+        raise InputError(f"no customer has a completed order on or before {ts.date()}: nothing to score")
+    fitted.check_features(feats)
+    with timer.stage("score") as info:
+        scores = scoring.score(feats, fitted, config)
+        risk_counts = {t: int(n) for t, n in scores["risk_tier"].value_counts().items()}
+        info.update(risk_counts)
+    with timer.stage("rules") as info:
+        actions = rules.apply(scores, ruleset)
+        per_campaign = {str(k): int(v) for k, v in actions["campaign"].value_counts().sort_index().items()}
+        info["rules"] = len(ruleset.rules)
+        info["actioned"] = int((actions["campaign"] != "no_action").sum())
+    with timer.stage("export") as info:
+        rows = export.write_csv(scores.reset_index(), out / "scores.csv")
+        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
+        result = export.write_campaigns(
+            out, scores, actions, contacts, ts, config.export, campaigns=ruleset.campaigns
+        )
+        info["scores"] = rows
+        info["campaign_files"] = len(result.files)
+        info["recipients"] = sum(f["rows"] for f in result.files)
+
+    outputs = [{"path": "scores.csv", "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
+    for f in result.files:
+        outputs.append({**f, "path": str(Path(f["path"]).relative_to(out))})
+    for o in outputs:
+        o["sha256"] = _sha256(out / o["path"])
+    manifest = {
+        "churnctl_version": __version__,
+        "command": command,
+        "as_of": str(ts.date()),
+        "horizon_days": config.horizon_days,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config_hash": config.hash(),
+        "rules": {"source": ruleset.source, "sha256": ruleset.sha256},
+        "inputs": inputs.files,
+        "counts": {
+            "orders_accepted": len(inputs.orders),
+            "orders_after_as_of": after,
+            "rows_rejected": int(sum(s.rejected for s in inputs.stats)),
+            "rows_collapsed": int(sum(s.collapsed for s in inputs.stats)),
+            "customers_scored": len(scores),
+            "risk_tiers": risk_counts,
+            "actions": per_campaign,
+            "recipients": result.recipients,
+            "excluded": result.excluded,
+            "excluded_by_campaign": result.excluded_by_campaign,
+        },
+        "model": {
+            "path": str(path),
+            "version": fitted.meta.get("model_version"),
+            "algo": fitted.algo,
+            "trained_as_of": fitted.meta.get("as_of"),
+            "trained_this_run": trained,
+            "metrics": fitted.meta.get("metrics", {}).get("model"),
+        },
+        "timings_seconds": timer.seconds,
+        "outputs": outputs,
+    }
+    export.write_manifest(out, manifest)
+    return RunSummary(
+        out=out,
+        as_of=ts.date(),
+        customers=len(scores),
+        risk_counts=risk_counts,
+        campaigns=result.recipients,
+        rejected=int(sum(s.rejected for s in inputs.stats)),
+        model_version=str(fitted.meta.get("model_version")),
+        trained=trained,
+        manifest=manifest,
+    )
+
+
+# --- nightly run ------------------------------------------------------------------------
+def model_is_stale(path: Path, as_of: pd.Timestamp, config: Config) -> str | None:
+    """Return why the model at ``path`` must be retrained for ``as_of``, or None if usable."""
+    if not path.exists():
+        return "no model yet"
+    try:
+        fitted = model.load(path)
+    except ModelError as exc:
+        return f"model unusable ({exc})"
+    trained = as_of_timestamp(fitted.meta["as_of"])
+    age = (as_of - trained).days
+    if age < 0:
+        return f"model trained as of {trained.date()}, after {as_of.date()}"
+    if age > config.model.max_age_days:
+        return f"model is {age} days old (model.max_age_days={config.model.max_age_days})"
+    if int(fitted.meta.get("horizon_days", config.horizon_days)) != config.horizon_days:
+        return "horizon_days changed"
+    return None
+
+
+def run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike] | None = None,
+        events: PathLike | None = None, customers: PathLike | None = None,
+        out_root: PathLike | None = None) -> RunSummary:
+    """The nightly job: retrain when needed, then score, apply rules and export.
+
+    Outputs go to ``<output_dir>/<as_of>/``.  ``as_of`` defaults to today (UTC).
+    """
+    ts = as_of_timestamp(as_of or datetime.now(timezone.utc).date())
+    order_paths = list(orders) if orders else list(config.inputs.orders)
+    events = events if events is not None else config.inputs.events
+    customers = customers if customers is not None else config.inputs.customers
+    out = Path(out_root or config.output_dir) / str(ts.date())
+    timer = Timer()
+    path = Path(config.model.path)
+    # Fail on a bad rules file before spending minutes on training.
+    rules.load(Path(config.rules) if config.rules else None, columns=scoring_columns())
+    inputs = load_inputs(order_paths, events=events, customers=customers, config=config, timer=timer)
+    out.mkdir(parents=True, exist_ok=True)
+    export.write_rejects(inputs.rejects, out)
+    _check_rejects(inputs, out, config)
+    reason = model_is_stale(path, ts, config)
+    trained = False
+    if reason:
+        log.info("train    %s: training a new model", reason)
+        train(order_paths, as_of=ts.date(), config=config, inputs=inputs, timer=timer, model_path=path)
+        trained = True
+    return score(order_paths, as_of=ts.date(), out=out, config=config, command="run", inputs=inputs,
+                 timer=timer, trained=trained, model_path=path)
+
+
+def scoring_columns() -> list[str]:
+    """Return the score columns rules may refer to."""
+    from .schema import SCORE_COLUMNS
+
+    return list(SCORE_COLUMNS)

@@ -1,0 +1,265 @@
+"""The ``churnctl`` command line: parse options, make one library call, report to stderr.
+
+Exit codes: 0 success; 2 bad input, configuration, rules or model file; 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Tell which customers are about to stop buying, why, and what to do about it.",
+)
+log = logging.getLogger("churnctl")
+
+
+class Algo(str, Enum):
+    xgboost = "xgboost"
+    logistic = "logistic"
+
+
+# --- shared option types -----------------------------------------------------------------
+OrdersOpt = Annotated[
+    list[Path],
+    typer.Option("--orders", help="Orders CSV (repeat the option for several files).", show_default=False),
+]
+EventsOpt = Annotated[Optional[Path], typer.Option(help="Engagement/event CSV (optional).")]
+CustomersOpt = Annotated[Optional[Path], typer.Option(help="Customers CSV (optional).")]
+AsOfOpt = Annotated[datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date, YYYY-MM-DD.")]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML config; built-in defaults when omitted.")
+]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Model file [default: config model.path].")]
+HorizonOpt = Annotated[
+    Optional[int], typer.Option("--horizon-days", min=1, help="Churn horizon in days [default: config, 90].")
+]
+
+
+@contextmanager
+def reported(ctx: typer.Context) -> Iterator[None]:
+    """Turn library errors into one line and an exit code; tracebacks only with --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("churnctl: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the boundary of the program
+        if ctx.obj and ctx.obj.get("debug"):
+            raise
+        code = getattr(exc, "exit_code", 1)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if code == 1:
+            message = f"unexpected error: {type(exc).__name__}: {message} (rerun with --debug)"
+        typer.echo(f"churnctl: {message}", err=True)
+        raise typer.Exit(code) from None
+
+
+def _config(ctx: typer.Context, path: Path | None, horizon_days: int | None = None):
+    from .config import load_config
+
+    cfg = load_config(path)
+    if horizon_days is not None:
+        cfg = cfg.replace(horizon_days=horizon_days)
+    return cfg
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    from . import api
+
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s churnctl %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("churnctl")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    api.LIVE = sys.stderr.isatty() and not quiet
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"churnctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log lines.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """churnctl: churn risk, causes and retention campaigns from order exports."""
+    ctx.obj = {"debug": debug}
+    _setup_logging(verbose, quiet)
+
+
+@app.command()
+def sample(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Folder to write orders.csv, events.csv, customers.csv, truth.csv.")],
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2500,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 7,
+    end_date: Annotated[
+        Optional[datetime], typer.Option("--end-date", formats=["%Y-%m-%d"], help="Last day of history.")
+    ] = None,
+    years: Annotated[float, typer.Option(min=0.25, help="Years of history.")] = 3.0,
+) -> None:
+    """Write a realistic synthetic cross-border order history (deterministic by seed)."""
+    from . import api
+
+    with reported(ctx):
+        counts = api.make_sample(
+            out, customers=customers, seed=seed, end_date=end_date.date() if end_date else None, years=years
+        )
+    typer.echo(", ".join(f"{k}: {v} rows" for k, v in counts.items()) + f" -> {out}", err=True)
+
+
+@app.command("features")
+def features_cmd(
+    ctx: typer.Context,
+    list_: Annotated[bool, typer.Option("--list", help="List features with cause family and meaning.")] = False,
+    orders: OrdersOpt = None,  # type: ignore[assignment]
+    events: EventsOpt = None,
+    as_of: Annotated[
+        Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date, YYYY-MM-DD.")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the features CSV here.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List the feature registry, or compute features at an as-of date."""
+    from . import api, features
+
+    with reported(ctx):
+        if list_:
+            table = features.list_features()
+            width = max(len(n) for n in table["name"])
+            for row in table.itertuples(index=False):
+                typer.echo(f"{row.name:<{width}}  {row.family:<10}  {row.description}")
+            return
+        if not orders or as_of is None:
+            raise _usage("features needs --list, or --orders and --as-of")
+        frame = api.build_features(orders, as_of=as_of.date(), events=events, out=out, config=_config(ctx, config))
+    typer.echo(f"{len(frame)} customers, {len(features.model_columns(frame))} features"
+               + (f" -> {out}" if out else ""), err=True)
+
+
+class _UsageError(Exception):
+    exit_code = 2
+
+
+def _usage(message: str) -> Exception:
+    return _UsageError(message)
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    orders: OrdersOpt,
+    as_of: AsOfOpt,
+    events: EventsOpt = None,
+    model: ModelOpt = None,
+    algo: Annotated[Optional[Algo], typer.Option(help="Model family [default: config model.algo].")] = None,
+    horizon_days: HorizonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the churn model on snapshots before the as-of date; write it with metrics.json."""
+    from . import api
+
+    with reported(ctx):
+        summary = api.train(
+            orders, as_of=as_of.date(), events=events, model_path=model,
+            algo=algo.value if algo else None, config=_config(ctx, config, horizon_days),
+        )
+    m = summary.metrics.get("model", {})
+    b = summary.metrics.get("recency_baseline", {})
+    typer.echo(
+        f"model {summary.model_version} -> {summary.model_path}: ROC-AUC {m.get('roc_auc', float('nan')):.3f}"
+        f" (recency baseline {b.get('roc_auc', float('nan')):.3f}), PR-AUC {m.get('pr_auc', float('nan')):.3f},"
+        f" Brier {m.get('brier', float('nan')):.3f}, top-decile lift {m.get('top_decile_lift', float('nan')):.2f}",
+        err=True,
+    )
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    orders: OrdersOpt,
+    as_of: AsOfOpt,
+    events: EventsOpt = None,
+    customers: CustomersOpt = None,
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
+    rules: Annotated[Optional[Path], typer.Option(help="Rules YAML [default: config rules, else built-in].")] = None,
+    horizon_days: HorizonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score customers; write scores.csv, rejects.csv, campaign CSVs and run.json."""
+    from . import api
+
+    with reported(ctx):
+        summary = api.score(
+            orders, as_of=as_of.date(), out=out, events=events, customers=customers, model_path=model,
+            rules_path=rules, config=_config(ctx, config, horizon_days),
+        )
+    _report_run(summary)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    as_of: Annotated[
+        Optional[datetime],
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date [default: today, UTC]."),
+    ] = None,
+    orders: Annotated[
+        Optional[list[Path]], typer.Option("--orders", help="Override inputs.orders.", show_default=False)
+    ] = None,
+    events: EventsOpt = None,
+    customers: CustomersOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Override output_dir (a dated folder goes inside).")] = None,
+) -> None:
+    """The nightly job: retrain if needed, score, apply rules, export to <output_dir>/<as_of>/."""
+    from . import api
+
+    with reported(ctx):
+        summary = api.run(
+            _config(ctx, config), as_of=as_of.date() if as_of else None, orders=orders or None,
+            events=events, customers=customers, out_root=out,
+        )
+    _report_run(summary)
+
+
+def _report_run(summary) -> None:
+    tiers = ", ".join(f"{summary.risk_counts.get(t, 0)} {t}" for t in ("high", "medium", "low"))
+    camps = ", ".join(f"{k} {v}" for k, v in sorted(summary.campaigns.items())) or "none"
+    typer.echo(
+        f"scored {summary.customers} customers as of {summary.as_of} ({tiers} risk);"
+        f" campaigns: {camps}; rejected rows: {summary.rejected} -> {summary.out}",
+        err=True,
+    )
+
+
+def main() -> None:
+    """Entry point of the ``churnctl`` script."""
+    app()
