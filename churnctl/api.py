@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, export, features, ingest, model, rules, sample, scoring
+from . import __version__, export, features, ingest, model, report, rules, sample, scoring
 from .config import Config
 from .errors import InputError, ModelError
 from .schema import as_of_timestamp, day_end
@@ -302,10 +302,16 @@ def score(
         info["scores"] = rows
         info["campaign_files"] = len(result.files)
         info["recipients"] = sum(f["rows"] for f in result.files)
+        # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
+        tables = report.build_aggregates(inputs.orders, scores, ts, features=feats, events=inputs.events, model=fitted)
+        aggregate_outputs = [{"path": f"{report.AGGREGATES_DIR}/{name}",
+                              "rows": export.write_csv(frame, out / report.AGGREGATES_DIR / name)}
+                             for name, frame in tables.items()]
 
     outputs = [{"path": "scores.csv", "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
     for f in result.files:
         outputs.append({**f, "path": str(Path(f["path"]).relative_to(out))})
+    outputs += aggregate_outputs
     for o in outputs:
         o["sha256"] = _sha256(out / o["path"])
     manifest = {
@@ -401,8 +407,32 @@ def run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike]
         log.info("train    %s: training a new model", reason)
         train(order_paths, as_of=ts.date(), config=config, inputs=inputs, timer=timer, model_path=path)
         trained = True
-    return score(order_paths, as_of=ts.date(), out=out, config=config, command="run", inputs=inputs,
-                 timer=timer, trained=trained, model_path=path)
+    summary = score(order_paths, as_of=ts.date(), out=out, config=config, command="run", inputs=inputs,
+                    timer=timer, trained=trained, model_path=path)
+    try:  # the night's outputs are written; a failed report must not hide them (warned, exit 0)
+        with timer.stage("report") as info:
+            info["bytes"] = write_report(out, config=config).stat().st_size
+    except Exception as exc:  # noqa: BLE001
+        log.warning("report   failed: %s; rerun `churnctl --debug report --run %s`",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__, out)
+    return summary
+
+
+def write_report(run_dir: PathLike, *, config: Config, out: PathLike | None = None,
+                 evaluation: PathLike | None = None) -> Path:
+    """Render the report of a finished run folder to ``out`` (default ``<run_dir>/report.html``).
+
+    One self-contained HTML page (inline SVG figures, aggregates only); returns its path.
+    ``evaluation``: the folder ``churnctl evaluate`` wrote (default: looked for beside the run).
+    Raises InputError when the folder is not a finished run (no run.json or scores file).
+    """
+    run_dir = Path(run_dir)
+    target = Path(out) if out is not None else run_dir / report.REPORT_FILE
+    if evaluation is not None and not Path(evaluation).is_dir():
+        raise InputError(f"{evaluation}: no such evaluation folder (pass the folder `churnctl evaluate --out` wrote)")
+    page = report.render(report.load_run(run_dir, evaluation=evaluation), config)
+    export._atomic_write(target, lambda handle: handle.write(page))
+    return target
 
 
 def scoring_columns() -> list[str]:

@@ -250,6 +250,24 @@ def run(
     _report_run(summary)
 
 
+@app.command("report")
+def report_cmd(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Option("--run", help="Run folder written by `score --out` or `run`.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the page here [default: <run>/report.html].")] = None,
+    evaluation: Annotated[
+        Optional[Path], typer.Option(help="Folder `churnctl evaluate` wrote [default: looked for beside the run].")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Render a finished run's one-page HTML report (self-contained, aggregates only)."""
+    from . import api
+
+    with reported(ctx):
+        path = api.write_report(run_dir, config=_config(ctx, config), out=out, evaluation=evaluation)
+    typer.echo(f"report ({path.stat().st_size // 1024} KB) -> {path}", err=True)
+
+
 def _report_run(summary) -> None:
     tiers = ", ".join(f"{summary.risk_counts.get(t, 0)} {t}" for t in ("high", "medium", "low"))
     camps = ", ".join(f"{k} {v}" for k, v in sorted(summary.campaigns.items())) or "none"
