@@ -226,9 +226,13 @@ def test_page_is_self_contained_escaped_and_holds_no_personal_data(page):
 def test_missing_aggregates_and_values_are_said_plainly(tmp_path):
     folder = _write_run(tmp_path / "run", "2026-04-30")
     shutil.rmtree(folder / "aggregates")
-    scores = pd.read_csv(folder / "scores.csv", dtype=str).drop(columns=["value_at_risk"])
-    scores.to_csv(folder / "scores.csv", index=False)
-    text = _text(render(load_run(folder), Config()))
+    scores = pd.read_csv(folder / "scores.csv", dtype={"customer_id": str}).drop(columns=["value_at_risk"])
+    (folder / "scores.csv").unlink()
+    scores.to_parquet(folder / "scores.parquet", index=False)  # `--format parquet` runs are read too
+    run = load_run(folder)
+    assert run.scores["customer_id"].tolist() == ["c1", "c2", "c3", "c4", "c5", "c6"]
+    text = _text(render(run, Config()))
+    assert "6 customers scored" in text
     assert "no cohort aggregates in this run" in text
     assert "no monthly aggregates in this run" in text
     assert "expected value at risk is not shown" in text
