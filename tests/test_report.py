@@ -192,6 +192,7 @@ def test_page_has_every_section_with_its_numbers(page):
     assert "3 high risk" in text and "+1 (+50.0%) since previous run" in text
     assert "295 USD expected value at risk" in text
     assert "7 rows rejected" in text and "1 contacts in campaigns" in text
+    assert "Contacts by campaign: logistics_express 1." in text
     assert "abc123def456" in text and "(same as previous run)" in text and "2026-04-29" in text
     assert "0.850" in text  # ROC-AUC from run.json
     # customer base: the RFM map, the risk histogram, the cohort and repeat-rate figures

@@ -175,6 +175,9 @@ def headline(run: RunData, currency: str) -> str:
     metrics = model.get("metrics") or {}
     pmetrics = (prev.get("model") or {}).get("metrics") or {}
     parts = [f'<div class="cards">{"".join(cards)}</div>']
+    if recipients:
+        by = ", ".join(f"{esc(k)} {fmt_int(v)}" for k, v in sorted(recipients.items(), key=lambda kv: (-int(kv[1]), kv[0])))
+        parts.append(f"<p>Contacts by campaign: {by}.</p>")
     if var is None:
         parts.append(missing("no value columns in this run's <code>scores.csv</code> (<code>value_at_risk</code>): "
                              "expected value at risk is not shown."))
