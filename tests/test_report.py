@@ -76,7 +76,7 @@ def _scores(n_extra: int = 0) -> pd.DataFrame:
     rows = [  # id, p, tier, stage, country, channel, cause, days, freq, aov
         ("c1", 0.9, "high", "loyal", "DE", "amazon", "logistics", 200, 6, 40.0),
         ("c2", 0.7, "high", "new", "DE", "amazon", "logistics", 100, 1, 50.0),
-        ("c3", 0.65, "high", "repeat", "DE", "<i>web</i>", "price", 130, 2, 60.0),
+        ("c3", 0.65, "high", "repeat", "DE", "web", "price", 130, 2, 60.0),
         ("c4", 0.4, "medium", "repeat", "FR", "web", "service", 40, 3, 70.0),
         ("c5", 0.1, "low", "new", "FR", "web", "activity", 10, 1, 80.0),
         ("c6", 0.2, "low", "loyal", "CH", "web", "activity", 5, 9, 90.0),
@@ -84,7 +84,7 @@ def _scores(n_extra: int = 0) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["customer_id", "churn_probability", "risk_tier", "lifecycle_stage",
                                         "country", "channel", "top_cause", "days_since_last_order", "frequency",
                                         "aov"])
-    frame["rfm_segment"] = "Lost"
+    frame["rfm_segment"] = ["Lost", "Lost", "<i>Lost</i>", "Lost", "Lost", "Lost"]
     frame["value_at_risk"] = frame["churn_probability"] * 100
     for fam in ("price", "logistics", "service", "product", "engagement", "activity"):
         frame[f"cause_{fam}"] = 0.1
@@ -200,7 +200,9 @@ def test_page_has_every_section_with_its_numbers(page):
                 "validation", "campaigns", "rejects"):
         assert f'data-figure="{fig}"' in page, fig
     assert "Repeat purchase rate by month = buyers of the month who had already bought" in text
-    # causes: DE is 3 of 3 high risk, logistics for 2 of them; too small a group to rank (< 20)
+    # causes: DE is 3 of 3 high risk, logistics for 2 of them; too few to show apart from the rest
+    # (fewer than 5 high-risk customers: pooled as "other") and too small a group to rank (< 20)
+    assert "other (n=3)" in text and "DE (n=3)" not in text
     assert "no group is large enough to rank" in text
     # model quality: validation only; the evaluation is missing and the page says what to run
     assert "no evaluation in this run: run churnctl evaluate" in text
@@ -217,7 +219,7 @@ def test_page_is_self_contained_escaped_and_holds_no_personal_data(page):
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     assert not re.search(r"""(?:src|href)\s*=\s*["'](?!#|data:)""", page), "a link or source outside the page"
     assert "<script" not in page and "@import" not in page and not re.search(r"url\((?!#)", page)
-    assert "&lt;i&gt;web&lt;/i&gt;" in page and "<i>" not in page  # a channel named like markup stays text
+    assert "&lt;i&gt;Lost&lt;/i&gt;" in page and "<i>" not in page  # a value named like markup stays text
     assert "secret.person@example.com" not in page and "Ottilie" not in page
     text = _text(page)
     for cid in ("c1", "c2", "c3", "c4", "c5", "c6"):

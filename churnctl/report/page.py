@@ -27,6 +27,8 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 #: Smallest group shown among "groups with the highest churn" (and its share of all customers).
 MIN_GROUP, MIN_GROUP_SHARE = 20, 0.002
 COHORT_ROWS, COHORT_MONTHS = 18, 13
+#: Smallest number of high-risk customers a group needs to get its own bar in "causes by group".
+MIN_CELL = 5
 #: Dimensions shown in their natural order rather than by size.
 ORDERED = {"lifecycle_stage": LIFECYCLE_STAGES, "delivery_band": DELIVERY_BANDS}
 
@@ -377,11 +379,19 @@ def causes(run: RunData) -> str:
             shown = g.reindex([v for v in ORDERED[dim] if v in g.index])
         else:
             shown = g.sort_values("high", ascending=False).head(12)
+        # Groups too small to show a share without pointing at a person are pooled as "other".
+        small = shown["high"] < MIN_CELL
+        rest = g.drop(index=shown.index[~small])
+        shown = shown[~small]
+        if rest["high"].sum() > 0:
+            shown = pd.concat([shown, rest.sum().to_frame("other").T])
+        if shown.empty:
+            continue
         tbl = shown[high_cols].rename(columns=lambda c: c[5:])
         tbl.index = [f"{k} (n={int(n)})" for k, n in zip(shown.index, shown["high"])]
         grid.append(figure(charts.cause_share_by(tbl, dim, f"by-{dim}"),
-                           f"Top cause of high-risk customers per {esc(labels[dim])} "
-                           f"(n = high-risk customers; {len(shown)} of {len(g)} groups)."))
+                           f"Top cause of high-risk customers per {esc(labels[dim])} (n = high-risk customers; "
+                           f"groups with fewer than {MIN_CELL}, and beyond the largest 12, pooled as other)."))
     parts.append('<div class="grid">' + "".join(grid) + "</div>")
     if absent:
         parts.append(missing("not in this run's aggregates: " + esc(", ".join(absent)) +
