@@ -6,6 +6,7 @@ Progress goes to the ``churnctl`` logger (counts and seconds, never an email or 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -91,12 +92,15 @@ class RunSummary:
 
 
 # --- inputs -----------------------------------------------------------------------------
-def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[Path]:
+def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[Path | str]:
+    """Return the inputs as paths; SQLAlchemy URLs (``sqlite:///x.db#orders``) stay text."""
+    from .readers import is_url
+
     if paths is None:
         return []
     if isinstance(paths, (str, os.PathLike)):
-        return [Path(paths)]
-    return [Path(p) for p in paths]
+        paths = [paths]
+    return [p if is_url(p) else Path(p) for p in paths]
 
 
 def _sha256(path: Path) -> str:
@@ -160,6 +164,38 @@ def load_inputs(
         stats=stats,
         files=files,
     )
+
+
+@dataclass
+class ValidateSummary:
+    """Result of ``churnctl validate``: the inputs, a printable table and the limit error."""
+
+    inputs: Inputs
+    table: str
+    error: str | None
+
+
+def validate(orders: PathLike | Sequence[PathLike], *, config: Config, source: str | None = None,
+             events: PathLike | None = None, customers: PathLike | None = None,
+             out: PathLike | None = None) -> ValidateSummary:
+    """Run ingest alone; return a per-file table and whether the reject limit is exceeded.
+
+    Writes ``out/rejects.csv`` when ``out`` is given.  ``error`` is the one-line message of
+    :func:`ingest.check_reject_fraction` (exit code 2 in the CLI), None when within limits.
+    """
+    if source is not None:
+        config = config.replace(ingest=dataclasses.replace(config.ingest, source=source))
+    inputs = load_inputs(orders, events=events, customers=customers, config=config)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        export.write_rejects(inputs.rejects, out)
+    error = None
+    try:
+        _check_rejects(inputs, out, config)
+    except InputError as exc:
+        error = str(exc)
+    return ValidateSummary(inputs=inputs, table=ingest.stats_table(inputs.stats), error=error)
 
 
 def _check_rejects(inputs: Inputs, out: Path | None, config: Config) -> None:

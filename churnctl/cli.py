@@ -34,8 +34,14 @@ class Algo(str, Enum):
 
 # --- shared option types -----------------------------------------------------------------
 OrdersOpt = Annotated[
-    list[Path],
-    typer.Option("--orders", help="Orders CSV (repeat the option for several files).", show_default=False),
+    list[str],
+    typer.Option("--orders", help="Orders export: file, glob or SQLAlchemy URL#table (repeat for several).",
+                 show_default=False),
+]
+SourceOpt = Annotated[
+    Optional[str],
+    typer.Option("--source", help="Orders preset or mapping YAML [default: ingest.source, else detected per file].",
+                 show_default=False),
 ]
 EventsOpt = Annotated[Optional[Path], typer.Option(help="Engagement/event CSV (optional).")]
 CustomersOpt = Annotated[Optional[Path], typer.Option(help="Customers CSV (optional).")]
@@ -70,12 +76,17 @@ def reported(ctx: typer.Context) -> Iterator[None]:
         raise typer.Exit(code) from None
 
 
-def _config(ctx: typer.Context, path: Path | None, horizon_days: int | None = None):
+def _config(ctx: typer.Context, path: Path | None, horizon_days: int | None = None,
+            source: str | None = None):
+    import dataclasses
+
     from .config import load_config
 
     cfg = load_config(path)
     if horizon_days is not None:
         cfg = cfg.replace(horizon_days=horizon_days)
+    if source is not None:
+        cfg = cfg.replace(ingest=dataclasses.replace(cfg.ingest, source=source))
     return cfg
 
 
@@ -145,6 +156,7 @@ def features_cmd(
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the features CSV here.")] = None,
     config: ConfigOpt = None,
+    source: SourceOpt = None,
 ) -> None:
     """List the feature registry, or compute features at an as-of date."""
     from . import api, features
@@ -158,7 +170,8 @@ def features_cmd(
             return
         if not orders or as_of is None:
             raise _usage("features needs --list, or --orders and --as-of")
-        frame = api.build_features(orders, as_of=as_of.date(), events=events, out=out, config=_config(ctx, config))
+        frame = api.build_features(orders, as_of=as_of.date(), events=events, out=out,
+                                   config=_config(ctx, config, source=source))
     typer.echo(f"{len(frame)} customers, {len(features.model_columns(frame))} features"
                + (f" -> {out}" if out else ""), err=True)
 
@@ -181,6 +194,7 @@ def train(
     algo: Annotated[Optional[Algo], typer.Option(help="Model family [default: config model.algo].")] = None,
     horizon_days: HorizonOpt = None,
     config: ConfigOpt = None,
+    source: SourceOpt = None,
 ) -> None:
     """Train the churn model on snapshots before the as-of date; write it with metrics.json."""
     from . import api
@@ -188,7 +202,7 @@ def train(
     with reported(ctx):
         summary = api.train(
             orders, as_of=as_of.date(), events=events, model_path=model,
-            algo=algo.value if algo else None, config=_config(ctx, config, horizon_days),
+            algo=algo.value if algo else None, config=_config(ctx, config, horizon_days, source),
         )
     m = summary.metrics.get("model", {})
     b = summary.metrics.get("recency_baseline", {})
@@ -212,6 +226,7 @@ def score(
     rules: Annotated[Optional[Path], typer.Option(help="Rules YAML [default: config rules, else built-in].")] = None,
     horizon_days: HorizonOpt = None,
     config: ConfigOpt = None,
+    source: SourceOpt = None,
 ) -> None:
     """Score customers; write scores.csv, rejects.csv, campaign CSVs and run.json."""
     from . import api
@@ -219,7 +234,7 @@ def score(
     with reported(ctx):
         summary = api.score(
             orders, as_of=as_of.date(), out=out, events=events, customers=customers, model_path=model,
-            rules_path=rules, config=_config(ctx, config, horizon_days),
+            rules_path=rules, config=_config(ctx, config, horizon_days, source),
         )
     _report_run(summary)
 
@@ -233,18 +248,19 @@ def run(
         typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date [default: today, UTC]."),
     ] = None,
     orders: Annotated[
-        Optional[list[Path]], typer.Option("--orders", help="Override inputs.orders.", show_default=False)
+        Optional[list[str]], typer.Option("--orders", help="Override inputs.orders.", show_default=False)
     ] = None,
     events: EventsOpt = None,
     customers: CustomersOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Override output_dir (a dated folder goes inside).")] = None,
+    source: SourceOpt = None,
 ) -> None:
     """The nightly job: retrain if needed, score, apply rules, export to <output_dir>/<as_of>/."""
     from . import api
 
     with reported(ctx):
         summary = api.run(
-            _config(ctx, config), as_of=as_of.date() if as_of else None, orders=orders or None,
+            _config(ctx, config, source=source), as_of=as_of.date() if as_of else None, orders=orders or None,
             events=events, customers=customers, out_root=out,
         )
     _report_run(summary)
@@ -266,6 +282,28 @@ def report_cmd(
     with reported(ctx):
         path = api.write_report(run_dir, config=_config(ctx, config), out=out, evaluation=evaluation)
     typer.echo(f"report ({path.stat().st_size // 1024} KB) -> {path}", err=True)
+
+
+@app.command("validate")
+def validate_cmd(
+    ctx: typer.Context,
+    orders: OrdersOpt,
+    source: SourceOpt = None,
+    events: EventsOpt = None,
+    customers: CustomersOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write rejects.csv here.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run ingest alone: per-file table of rows read, accepted, rejected, collapsed; rejects.csv."""
+    from . import api
+
+    with reported(ctx):
+        summary = api.validate(orders, source=source, events=events, customers=customers, out=out,
+                               config=_config(ctx, config))
+    typer.echo(summary.table)
+    if summary.error:
+        typer.echo(f"churnctl: {summary.error}", err=True)
+        raise typer.Exit(2)
 
 
 def _report_run(summary) -> None:

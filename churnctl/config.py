@@ -55,6 +55,19 @@ class IngestConfig:
     max_reject_fraction: float = 0.05
     fx_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FX_RATES))
     default_status: str = "completed"
+    # Dated FX rates (latest on or before each order's date): a CSV of date,currency,rate ...
+    fx_table: str | None = None
+    # ... and/or inline: {EUR: {"2024-01-01": 1.09, ...}}.
+    fx_history: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Orders preset name or mapping YAML for every orders input; None: detected per file.
+    source: str | None = None
+    mapping_dirs: tuple[str, ...] = ()
+    # Customer key when no customer_id column is mapped: "email" first, or "buyer" id first.
+    identity: str = "email"
+    # Decimal mark of amounts, "." or ","; None: the preset's (canonical: ".").
+    decimal: str | None = None
+    block_kb: int = 16384  # text read per block (memory bound), in KiB
+    chunk_rows: int = 250_000
 
 
 @dataclass(frozen=True)
@@ -155,7 +168,8 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-PATH_KEYS = {("output_dir",), ("rules",), ("model", "path"), ("inputs", "orders"),
+PATH_KEYS = {("ingest", "fx_table"), ("ingest", "mapping_dirs"),
+             ("output_dir",), ("rules",), ("model", "path"), ("inputs", "orders"),
              ("inputs", "events"), ("inputs", "customers")}
 
 

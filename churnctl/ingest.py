@@ -25,20 +25,20 @@ header as line 1; a value holding a quoted line break makes it the record number
 
 from __future__ import annotations
 
-import csv
+import logging
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from . import schema
+from . import mappings, readers, schema
 from .config import IngestConfig
 from .errors import ConfigError, InputError
 
@@ -54,8 +54,11 @@ UNKNOWN_STATUS = "unknown status"
 UNKNOWN_EVENT_TYPE = "unknown event type"
 UNKNOWN_TOPIC = "unknown topic"
 FIELD_COUNT = "wrong field count"
+NO_FX_RATE = "no fx rate for date"
+BROKEN_QUOTING = "broken quoting"
 REASONS = (MISSING, BAD_DATE, BAD_NUMBER, BAD_BOOLEAN, NEGATIVE, OUT_OF_RANGE, UNKNOWN_CURRENCY,
-           UNKNOWN_STATUS, UNKNOWN_EVENT_TYPE, UNKNOWN_TOPIC, FIELD_COUNT)
+           UNKNOWN_STATUS, UNKNOWN_EVENT_TYPE, UNKNOWN_TOPIC, FIELD_COUNT, NO_FX_RATE, BROKEN_QUOTING)
+log = logging.getLogger("churnctl")
 
 REJECT_COLUMNS = ("file", "line", "column", "reason")
 REDACTED = "[redacted]"
@@ -67,17 +70,6 @@ DATE_MAX = pd.Timestamp("2200-01-01", tz="UTC")
 
 _TEXT = pd.Series(["a"]).dtype  # pandas' default text dtype: `str` on 3.x, object on 2.x
 _PII_PARTS = ("email", "phone", "address", "first_name", "last_name", "full_name")
-_MAGIC = (
-    (b"\x1f\x8b", "a gzip archive; decompress it first"),
-    (b"PK\x03\x04", "a zip archive or an Excel workbook; export it as CSV"),
-    (b"\xd0\xcf\x11\xe0", "an Excel workbook; export it as CSV"),
-    (b"PAR1", "a Parquet file"),
-    (b"%PDF", "a PDF document"),
-    (b"\xff\xfe", "UTF-16 text; save it as UTF-8 CSV"),
-    (b"\xfe\xff", "UTF-16 text; save it as UTF-8 CSV"),
-)
-
-
 @dataclass
 class FileStats:
     """Row counts of one input file: ``read == accepted + rejected + collapsed``."""
@@ -89,10 +81,21 @@ class FileStats:
     rejected: int
     collapsed: int
     rejected_by_reason: dict[str, int]
+    preset: str | None = None
+    format: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    skipped: int = 0  # repeated header and summary lines: not records, not in ``read``
+    customers: int | None = None
+    merged_customers: int | None = None  # customers also seen on another channel
+    first_date: str | None = None
+    last_date: str | None = None
+    currencies: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        """Return the counts as a plain dict (for the run manifest)."""
-        return asdict(self)
+        """Return the counts as a plain dict (for the run manifest; unset details left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v != []}
 
 
 @dataclass
@@ -102,16 +105,6 @@ class Loaded:
     frame: pd.DataFrame
     rejects: pd.DataFrame
     stats: list[FileStats]
-
-
-@dataclass
-class _Raw:
-    """One file as text: canonical-named columns, record line numbers, malformed lines."""
-
-    name: str
-    frame: pd.DataFrame
-    line: np.ndarray
-    malformed: np.ndarray
 
 
 class _Rejector:
@@ -130,66 +123,15 @@ class _Rejector:
 
 
 # --- reading ----------------------------------------------------------------------------
-def _read(path: Path | str, kind: str, required: Sequence[str], known: Sequence[str]) -> _Raw:
-    path = Path(path)
-    name = str(path)
-    if not path.exists():
-        raise InputError(f"{name}: {kind} file not found")
-    if path.is_dir():
-        raise InputError(f"{name}: is a directory, not a CSV file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8192)
-            fh.seek(0)
-            first = fh.readline()
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read file ({exc.strerror or exc})") from None
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            raise InputError(f"{name}: not a CSV text file (looks like {what})")
-    if b"\x00" in head:
-        raise InputError(f"{name}: not a CSV text file (binary data)")
-    try:
-        text = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{name}: not UTF-8 text (line 1); save it as UTF-8 CSV") from None
-    try:
-        header = next(csv.reader([text.rstrip("\r\n")]), [])
-    except csv.Error:
-        raise InputError(f"{name}: cannot read the header line") from None
-    if not any(h.strip() for h in header):
-        raise InputError(f"{name}: empty file (no header line)")
-    names = _column_names(name, header, known)
-    missing = [c for c in required if c not in names]
-    if missing:
-        cols = ", ".join(f"'{c}'" for c in missing)
-        seps = [sep for sep in (";", "\t", "|") if len(header) == 1 and sep in text]
-        hint = f" (the file seems to use {seps[0]!r} as separator; use ',')" if seps else ""
-        plural = "s" if len(missing) > 1 else ""
-        raise InputError(f"{name}: missing required column{plural} {cols}{hint}")
+@dataclass
+class _Plan:
+    """How to turn one source's text batches into canonical text columns."""
 
-    table, malformed = _read_table(path, name, len(names))
-    if table.num_rows == 0:
-        raise InputError(f"{name}: cannot read the header line")
-    total = table.num_rows + len(malformed)
-    if malformed:  # records are numbered from 1 (the header); malformed ones were skipped
-        numbered = np.ones(total, dtype=bool)
-        numbered[np.asarray(malformed) - 1] = False
-        line = np.flatnonzero(numbered) + 1
-    else:
-        line = np.arange(1, total + 1)
-    width = pc.utf8_length(table.column(0))  # blank lines and ',,,' lines are not records
-    for column in table.columns[1:]:
-        width = pc.add(width, pc.utf8_length(column))
-    keep = pc.greater(width, 0).to_numpy(zero_copy_only=False)
-    keep[0] = False  # the header row
-    table = table.slice(1) if keep[1:].all() else table.filter(pa.array(keep))
-    line = line[keep]
-    frame = table.to_pandas()
-    frame.columns = names
-    if frame.empty and not malformed:
-        raise InputError(f"{name}: empty file (header but no rows)")
-    return _Raw(name, frame, line.astype(np.int64), np.asarray(malformed, dtype=np.int64))
+    kind: str
+    names: list[str]  # lower-cased unique header names (reject columns)
+    mapping: mappings.Mapping | None = None
+    canonical: dict[str, int] | None = None  # events/customers: canonical name -> position
+    broken: np.ndarray | None = None  # per record of the current batch: unclosed quote
 
 
 def _column_names(name: str, header: list[str], known: Sequence[str]) -> list[str]:
@@ -204,41 +146,110 @@ def _column_names(name: str, header: list[str], known: Sequence[str]) -> list[st
     return names
 
 
-def _read_table(path: Path, name: str, n: int) -> tuple[pa.Table, list[int]]:
-    """Return all records as stripped text (header row first) and the malformed line numbers."""
-    cols = [f"f{i}" for i in range(n)]
-    malformed: list[int] = []
+def _plan(src: readers.Source, kind: str, required: Sequence[str], known: Sequence[str],
+          mapping: mappings.Mapping | None, known_presets: dict | None) -> _Plan:
+    if not any(h.strip() for h in src.header):
+        raise InputError(f"{src.name}: empty file (no header line)")
+    if kind != "orders":
+        names = _column_names(src.name, src.header, known)
+        missing = [c for c in required if c not in names]
+        if missing:
+            cols = ", ".join(f"'{c}'" for c in missing)
+            plural = "s" if len(missing) > 1 else ""
+            raise InputError(f"{src.name}: missing required column{plural} {cols}")
+        return _Plan(kind, names, canonical={c: names.index(c) for c in known if c in names})
+    names = _column_names(src.name, src.header, ())
+    if mapping is None:
+        mapping = mappings.detect(src.name, src.header, known_presets or {})
+    mappings.check_header(mapping, src.name, src.header)
+    return _Plan(kind, names, mapping=mapping)
 
-    def on_bad(row: pacsv.InvalidRow) -> str:  # called for malformed rows only
-        malformed.append(row.number)
-        return "skip"
 
-    try:
-        with pa.OSFile(str(path), "rb") as source:
-            table = pacsv.read_csv(
-                source,
-                # single-threaded: faster here and pyarrow numbers bad rows only without threads
-                read_options=pacsv.ReadOptions(column_names=cols, use_threads=False),
-                parse_options=pacsv.ParseOptions(
-                    newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_bad
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(cols, pa.string()),
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-    except pa.ArrowInvalid as exc:
-        row = re.search(r"Row #(\d+)", str(exc))
-        if "UTF8" in str(exc):
-            where = f" (line {row.group(1)})" if row else ""
-            raise InputError(f"{name}: not UTF-8 text{where}; save it as UTF-8 CSV") from None
-        raise InputError(f"{name}: not a readable CSV file") from None
-    if 1 in malformed:
-        raise InputError(f"{name}: cannot read the header line")
-    stripped = [pc.utf8_trim_whitespace(c) for c in table.columns]
-    return pa.table(stripped, names=cols), malformed
+def _records(src: readers.Source, batch: readers.Batch, plan: _Plan) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Drop lines that are not records; return the rows, their lines and how many were skipped.
 
+    Blank lines and lines of empty fields are not records (not counted).  A repeated header
+    line and, for presets with ``skip_lines_matching``, summary lines are skipped and counted.
+    """
+    frame, line = batch.frame, batch.line
+    width = frame.iloc[:, 0].str.len()
+    for i in range(1, frame.shape[1]):
+        width = width + frame.iloc[:, i].str.len()
+    keep = width.gt(0).to_numpy().copy()
+    skip = np.zeros(len(frame), dtype=bool)
+    if src.fmt == "csv" and frame.shape[1] > 1:
+        same = frame.iloc[:, 0].str.strip().str.lower().eq(plan.names[0])
+        for i in (1, frame.shape[1] - 1):
+            same &= frame.iloc[:, i].str.strip().str.lower().eq(plan.names[i])
+        skip |= same.to_numpy()
+    if plan.mapping is not None and plan.mapping.skip_lines_matching:
+        with warnings.catch_warnings():  # groups in the user's pattern are fine here
+            warnings.simplefilter("ignore", UserWarning)
+            summary = frame.iloc[:, 0].str.contains(plan.mapping.skip_lines_matching, regex=True)
+        skip |= summary.to_numpy(dtype=bool)
+    if src.fmt == "csv" and src.delimiter and frame.shape[1] > 1:
+        # An unclosed quote swallows the following lines into one value: such a record is
+        # rejected (reason BROKEN_QUOTING) instead of silently losing the records inside it.
+        swallowed = np.zeros(len(frame), dtype=bool)
+        for i in range(frame.shape[1]):
+            col = frame.iloc[:, i]
+            multiline = col.str.contains("\n", regex=False).to_numpy(dtype=bool)
+            if multiline.any():
+                many = col[multiline].str.count(re.escape(src.delimiter)).ge(frame.shape[1] - 1)
+                swallowed[np.flatnonzero(multiline)[many.to_numpy(dtype=bool)]] = True
+        plan.broken = swallowed & ~skip
+    else:
+        plan.broken = np.zeros(len(frame), dtype=bool)
+    skip &= keep
+    keep &= ~skip
+    if keep.all():
+        return frame, line, 0
+    plan.broken = plan.broken[keep]
+    return frame[keep].reset_index(drop=True), line[keep], int(skip.sum())
+
+
+def _to_canonical(plan: _Plan, name: str, header: list[str], frame: pd.DataFrame,
+                  config: IngestConfig) -> pd.DataFrame:
+    if plan.mapping is not None:
+        return mappings.apply(plan.mapping, name, header, frame, config.identity, config.decimal)
+    return pd.DataFrame({c: frame.iloc[:, i] for c, i in plan.canonical.items()}, index=frame.index)
+
+
+def _collapse_items(canon: pd.DataFrame, raw: pd.DataFrame, line: np.ndarray,
+                    sums: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
+    """Collapse line-item rows sharing an order id into one row (the first row's line).
+
+    Each column takes the first non-empty value of the order's rows; ``sums`` columns take
+    the sum (a row with an unparsable value keeps that text, so validation rejects the order).
+    """
+    key = canon["order_id"]
+    codes, _ = pd.factorize(key)
+    empty = key.eq("").to_numpy()
+    codes = np.where(empty, codes.max(initial=0) + 1 + np.arange(len(key)), codes)
+    codes = pd.factorize(codes)[0]
+    n_groups = int(codes.max(initial=-1)) + 1
+    if n_groups == len(canon):
+        return canon, raw, line, 0
+    first = np.full(n_groups, len(canon), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(canon)))
+    out = {}
+    for col in canon.columns:
+        s = canon[col]
+        if col in sums:
+            values = pd.Series(_to_float(s), index=s.index)
+            bad = np.isnan(values.to_numpy()) & s.ne("").to_numpy()
+            total = values.groupby(codes).sum(min_count=1)
+            text = total.astype(str)
+            text = text.where(total.notna(), "")
+            any_bad = pd.Series(bad).groupby(codes).any()
+            if any_bad.any():
+                first_bad = s.where(bad).groupby(codes).first()
+                text = text.where(~any_bad, first_bad)
+            out[col] = text.to_numpy()
+        else:
+            out[col] = s.mask(s.eq("")).groupby(codes).first().reindex(range(n_groups)).fillna("").to_numpy()
+    collapsed = pd.DataFrame(out).astype(str)
+    return collapsed, raw.iloc[first].reset_index(drop=True), line[first], len(canon) - n_groups
 
 # --- column parsers (vectorised; each flags its failures on the rejector) ----------------
 def _text(raw: pd.DataFrame, col: str, rej: _Rejector, *, required: bool = False,
@@ -265,10 +276,20 @@ def _choice(raw: pd.DataFrame, col: str, rej: _Rejector, allowed: Sequence[str],
     return s
 
 
-def _date(raw: pd.DataFrame, col: str, rej: _Rejector) -> pd.Series:
+def _date(raw: pd.DataFrame, col: str, rej: _Rejector, formats: Sequence[str] = ()) -> pd.Series:
+    """Parse ISO 8601 dates, or with each of ``formats`` in turn (never a guessed format)."""
     s = raw[col]
     missing = s.eq("")
-    parsed = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
+    if formats:
+        parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+        for fmt in formats:
+            todo = parsed.isna() & ~missing
+            if not todo.any():
+                break
+            got = pd.to_datetime(s[todo], errors="coerce", utc=True, format=fmt)
+            parsed[todo] = got.astype("datetime64[ns, UTC]")
+    else:
+        parsed = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
     rej.flag(missing, col, MISSING)
     rej.flag(parsed.isna() & ~missing, col, BAD_DATE)
     outside = (parsed < DATE_MIN) | (parsed >= DATE_MAX)
@@ -332,20 +353,93 @@ def _fx_rates(config: IngestConfig, base: str) -> dict[str, float]:
     return {k: float(v) for k, v in rates.items()}
 
 
-def _validate_orders(raw: pd.DataFrame, config: IngestConfig, rates: dict[str, float],
+def _fx_table(config: IngestConfig, base: str) -> pd.DataFrame | None:
+    """Return dated rates (``date, currency, rate``, sorted by date) or None when not configured.
+
+    From ``ingest.fx_history`` (inline: currency -> {date: rate}) and ``ingest.fx_table`` (a
+    CSV with columns ``date, currency, rate``); rates are units of base currency per unit.
+    """
+    parts = []
+    for code, by_date in config.fx_history.items():
+        if not isinstance(by_date, dict):
+            raise ConfigError(f"ingest.fx_history.{code}: must be a mapping of date: rate")
+        dates = pd.to_datetime(pd.Series([str(d) for d in by_date], dtype=object), errors="coerce",
+                               format="ISO8601")
+        if dates.isna().any():
+            bad = list(by_date)[int(np.flatnonzero(dates.isna().to_numpy())[0])]
+            raise ConfigError(f"ingest.fx_history.{code}.{bad}: not a date (use YYYY-MM-DD)")
+        parts.append(pd.DataFrame({"date": dates.to_numpy(), "currency": str(code).strip().upper(),
+                                   "rate": list(by_date.values())}))
+    if config.fx_table:
+        path = Path(config.fx_table)
+        try:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: fx table not found (ingest.fx_table)") from None
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise ConfigError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        table.columns = [c.strip().lower() for c in table.columns]
+        missing = [c for c in ("date", "currency", "rate") if c not in table]
+        if missing:
+            raise ConfigError(f"{path}: fx table lacks column {', '.join(repr(c) for c in missing)}")
+        dates = pd.to_datetime(table["date"].str.strip(), errors="coerce", format="ISO8601")
+        rates = pd.to_numeric(table["rate"].str.strip(), errors="coerce")
+        bad = dates.isna() | rates.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            what = "date" if dates.isna().iloc[row] else "rate"
+            raise ConfigError(f"{path}: line {row + 2}: unparsable {what}")
+        parts.append(pd.DataFrame({"date": dates.to_numpy(),
+                                   "currency": table["currency"].str.strip().str.upper().to_numpy(),
+                                   "rate": rates.to_numpy()}))
+    if not parts:
+        return None
+    table = pd.concat(parts, ignore_index=True)
+    rate = pd.to_numeric(table["rate"], errors="coerce")
+    if (~np.isfinite(rate) | (rate <= 0)).any():
+        row = table[~np.isfinite(rate) | (rate <= 0)].iloc[0]
+        raise ConfigError(f"ingest.fx_table: rate for {row['currency']} on {row['date'].date()} must be "
+                          f"a positive number")
+    table["rate"] = rate.astype(float)
+    table["date"] = table["date"].astype("datetime64[ns]")
+    table = table[table["currency"] != base]
+    return table.sort_values("date", kind="stable", ignore_index=True)
+
+
+def _rates(currency: pd.Series, dates: pd.Series, rates: dict[str, float],
+           table: pd.DataFrame | None, rej: _Rejector) -> pd.Series:
+    """Return each row's rate: dated (latest on or before the order date), else the fixed one."""
+    codes, uniques = pd.factorize(currency)
+    rate = pd.Series(np.array([rates.get(u, np.nan) for u in uniques] + [np.nan])[codes],
+                     index=currency.index)
+    if table is None or table.empty:
+        return rate
+    dated = currency.isin(set(table["currency"])) & dates.notna()
+    if dated.any():
+        left = pd.DataFrame({"date": dates[dated].astype("datetime64[ns]"), "currency": currency[dated],
+                             "pos": np.flatnonzero(dated.to_numpy())})
+        left = left.sort_values("date", kind="stable")
+        got = pd.merge_asof(left, table, on="date", by="currency", direction="backward")
+        values = rate.to_numpy().copy()
+        values[got["pos"].to_numpy()] = got["rate"].to_numpy()
+        rate = pd.Series(values, index=currency.index)
+        rej.flag(dated.to_numpy() & np.isnan(values), "currency", NO_FX_RATE)
+    return rate
+
+
+def _validate_orders(raw: pd.DataFrame, mapping: mappings.Mapping | None, config: IngestConfig,
+                     rates: dict[str, float], table: pd.DataFrame | None,
                      base: str) -> tuple[pd.DataFrame, _Rejector]:
     rej = _Rejector(len(raw))
     out = {
         "order_id": _text(raw, "order_id", rej, required=True),
         "customer_id": _text(raw, "customer_id", rej, required=True),
-        "order_date": _date(raw, "order_date", rej),
+        "order_date": _date(raw, "order_date", rej, mapping.date_formats if mapping else ()),
     }
     amount = _number(raw, "amount", rej, required=True, low=0.0, low_reason=NEGATIVE)
-    currency = _choice(raw, "currency", rej, tuple(rates), UNKNOWN_CURRENCY, case="upper",
-                       default=base)
-    codes, uniques = pd.factorize(currency)
-    rate = pd.Series(np.array([rates.get(u, np.nan) for u in uniques] + [np.nan])[codes],
-                     index=raw.index)
+    known = tuple(rates) + (tuple(table["currency"].unique()) if table is not None else ())
+    currency = _choice(raw, "currency", rej, known, UNKNOWN_CURRENCY, case="upper", default=base)
+    rate = _rates(currency, out["order_date"], rates, table, rej)
     out["amount"] = amount * rate
     out["currency"] = currency
     out["status"] = _choice(raw, "status", rej, schema.ORDER_STATUSES, UNKNOWN_STATUS,
@@ -364,7 +458,7 @@ def _validate_orders(raw: pd.DataFrame, config: IngestConfig, rates: dict[str, f
     return pd.DataFrame(out, index=raw.index), rej
 
 
-def _validate_events(raw: pd.DataFrame) -> tuple[pd.DataFrame, _Rejector]:
+def _validate_events(raw: pd.DataFrame, _mapping=None) -> tuple[pd.DataFrame, _Rejector]:
     rej = _Rejector(len(raw))
     out = {
         "customer_id": _text(raw, "customer_id", rej, required=True),
@@ -379,7 +473,7 @@ def _validate_events(raw: pd.DataFrame) -> tuple[pd.DataFrame, _Rejector]:
     return pd.DataFrame(out, index=raw.index), rej
 
 
-def _validate_customers(raw: pd.DataFrame) -> tuple[pd.DataFrame, _Rejector]:
+def _validate_customers(raw: pd.DataFrame, _mapping=None) -> tuple[pd.DataFrame, _Rejector]:
     rej = _Rejector(len(raw))
     out = {"customer_id": _text(raw, "customer_id", rej, required=True)}
     cases = {"country": "upper", "language": "lower"}
@@ -392,99 +486,271 @@ def _validate_customers(raw: pd.DataFrame) -> tuple[pd.DataFrame, _Rejector]:
     return pd.DataFrame(out, index=raw.index), rej
 
 
-# --- combining files ------------------------------------------------------------------------
+# --- one file ------------------------------------------------------------------------------
+_PII_PARTS_EXTRA = ("name", "street", "zip", "postal", "city", "username", "recipient")
+
+
 def _is_pii(column: str) -> bool:
-    return column in schema.PII_COLUMNS or any(part in column for part in _PII_PARTS)
+    return (column in schema.PII_COLUMNS or any(part in column for part in _PII_PARTS)
+            or any(part in column for part in _PII_PARTS_EXTRA))
 
 
-def _file_rejects(raw: _Raw, rej: _Rejector) -> pd.DataFrame:
-    rows = raw.frame[rej.bad]
-    values = {
-        (f"orig_{c}" if c in REJECT_COLUMNS else c): (
-            rows[c].mask(rows[c].ne(""), REDACTED) if _is_pii(c) else rows[c]
-        )
-        for c in rows.columns
-    }
-    bad = pd.DataFrame({
-        "file": raw.name, "line": raw.line[rej.bad], "column": rej.column[rej.bad],
-        "reason": rej.reason[rej.bad], **{k: v.to_numpy() for k, v in values.items()},
-    })
-    if len(raw.malformed):
-        wrong = pd.DataFrame({"file": raw.name, "line": raw.malformed, "column": "",
-                              "reason": FIELD_COUNT})
-        bad = pd.concat([bad, wrong], ignore_index=True) if len(bad) else wrong
-        bad = bad.sort_values("line", kind="stable", ignore_index=True)
-    return bad
+def _batch_rejects(name: str, names: list[str], raw: pd.DataFrame, line: np.ndarray,
+                   rej: _Rejector) -> pd.DataFrame:
+    rows = raw[rej.bad]
+    values = {}
+    for i, c in enumerate(names):
+        col = rows.iloc[:, i]
+        values[f"orig_{c}" if c in REJECT_COLUMNS else c] = (
+            col.mask(col.ne(""), REDACTED) if _is_pii(c) else col).to_numpy()
+    return pd.DataFrame({"file": name, "line": line[rej.bad], "column": rej.column[rej.bad],
+                         "reason": rej.reason[rej.bad], **values})
 
 
+@dataclass
+class _FileResult:
+    frame: pd.DataFrame
+    rejects: pd.DataFrame | None
+    stats: FileStats
+
+
+def _ingest_file(spec: str, kind: str, required: Sequence[str], order: Sequence[str],
+                 validate: Callable[[pd.DataFrame, mappings.Mapping | None], tuple[pd.DataFrame, _Rejector]],
+                 config: IngestConfig, mapping: mappings.Mapping | None,
+                 known_presets: dict | None) -> _FileResult:
+    encoding = None
+    while True:
+        try:
+            result = _ingest_once(spec, kind, required, order, validate, config, mapping,
+                                  known_presets, encoding)
+        except readers.ReencodeNeeded:
+            if encoding == "latin-1":  # pragma: no cover - Latin-1 decodes every byte
+                raise InputError(f"{spec}: cannot decode the text") from None
+            # cp1252 leaves 5 bytes undefined; Latin-1 then reads any byte
+            encoding = "cp1252" if encoding is None else "latin-1"
+            continue
+        if encoding:
+            name = "Windows-1252" if encoding == "cp1252" else "Latin-1"
+            warning = f"not UTF-8: read as {name}; save it as UTF-8 to be sure"
+            result.stats.warnings.append(warning)
+            log.warning("%s: %s", result.stats.file, warning)
+        return result
+
+
+def _ingest_once(spec, kind, required, order, validate, config, mapping, known_presets,
+                 encoding) -> _FileResult:
+    src = readers.open_source(spec, encoding=encoding, block_bytes=max(config.block_kb, 4) << 10,
+                              chunk_rows=config.chunk_rows, kind=kind)
+    if src.encoding == "cp1252" and encoding is None:
+        raise readers.ReencodeNeeded("detected from the first bytes")
+    plan = _plan(src, kind, required, order, mapping, known_presets)
+    if plan.mapping is not None:
+        src.skip_pattern = plan.mapping.skip_lines_matching
+    if plan.mapping is not None:
+        log.info("ingest   %s: preset %s%s", src.name, plan.mapping.name,
+                 "" if mapping is not None else " (detected from header)")
+    sums = [t for t, f in plan.mapping.fields.items() if f.aggregate == "sum"] if (
+        plan.mapping is not None) else []
+    line_items = plan.mapping is not None and plan.mapping.line_items
+    parts, rejects = [], []
+    read = skipped = collapsed = 0
+    carry = None
+
+    def process(raw: pd.DataFrame, canon: pd.DataFrame, line: np.ndarray) -> None:
+        nonlocal collapsed
+        if line_items:
+            canon, raw, line, n = _collapse_items(canon, raw, line, sums)
+            collapsed += n
+        broken = canon.pop("_broken").eq("1").to_numpy(dtype=bool)
+        typed, rej = validate(canon, plan.mapping)
+        if broken.any():
+            rej.bad |= broken
+            rej.column[broken] = ""
+            rej.reason[broken] = BROKEN_QUOTING
+        ok = ~rej.bad
+        parts.append(typed if ok.all() else typed[ok])
+        if rej.bad.any():
+            rejects.append(_batch_rejects(src.name, plan.names, raw, line, rej))
+
+    for batch in src.batches:
+        raw, line, n_skip = _records(src, batch, plan)
+        skipped += n_skip
+        read += len(raw)
+        if not len(raw):
+            continue
+        canon = _to_canonical(plan, src.name, src.header, raw, config)
+        canon["_broken"] = np.where(plan.broken, "1", "")
+        if line_items:
+            if carry is not None:
+                raw = pd.concat([carry[0], raw], ignore_index=True)
+                canon = pd.concat([carry[1], canon], ignore_index=True)
+                line = np.concatenate([carry[2], line])
+            last = canon["order_id"].iloc[-1]
+            same = canon["order_id"].eq(last).to_numpy(dtype=bool) if last != "" else np.zeros(len(canon), bool)
+            tail = same & (np.arange(len(canon)) >= np.flatnonzero(~same).max(initial=-1) + 1)
+            carry = (raw[tail].reset_index(drop=True), canon[tail].reset_index(drop=True), line[tail])
+            if tail.all():
+                continue
+            raw, canon, line = raw[~tail], canon[~tail], line[~tail]
+        process(raw, canon, line)
+    if carry is not None and len(carry[0]):
+        process(*carry)
+    skipped += len(src.skipped_lines)
+    if src.malformed:
+        rejects.append(pd.DataFrame({"file": src.name, "line": np.asarray(src.malformed, dtype=np.int64),
+                                     "column": "", "reason": FIELD_COUNT}))
+        read += len(src.malformed)
+    if read == 0 and skipped == 0 and src.fmt == "csv":
+        raise InputError(f"{src.name}: empty file (header but no rows)")
+    frame = _align(parts, order) if parts else pd.DataFrame({c: pd.Series(dtype=object) for c in required})
+    file_rejects = _concat_rejects(rejects)
+    if len(src.malformed) and len(file_rejects):
+        file_rejects = file_rejects.sort_values("line", kind="stable", ignore_index=True)
+    counts = file_rejects["reason"].value_counts()
+    stats = FileStats(
+        file=src.name, kind=kind, read=read, accepted=len(frame), rejected=len(file_rejects),
+        collapsed=collapsed,
+        rejected_by_reason={r: int(counts[r]) for r in sorted(counts.index, key=lambda r: (-counts[r], r))},
+        preset=plan.mapping.name if plan.mapping is not None else None,
+        format=src.fmt + (f"+{src.compression}" if src.compression else ""),
+        encoding=src.encoding or None, delimiter=src.delimiter or None, skipped=skipped)
+    return _FileResult(frame, file_rejects if len(file_rejects) else None, stats)
+
+
+def _concat_rejects(rejects: list[pd.DataFrame]) -> pd.DataFrame:
+    rejects = [r for r in rejects if len(r)]
+    if rejects:
+        return pd.concat(rejects, ignore_index=True) if len(rejects) > 1 else rejects[0]
+    return pd.DataFrame({"file": pd.Series(dtype=_TEXT), "line": pd.Series(dtype="int64"),
+                         "column": pd.Series(dtype=_TEXT), "reason": pd.Series(dtype=_TEXT)})
+
+
+# --- combining files ------------------------------------------------------------------------
 def _align(parts: list[pd.DataFrame], order: Sequence[str]) -> pd.DataFrame:
-    """Concatenate frames whose optional columns differ, keeping each column's dtype."""
+    """Concatenate frames whose optional columns differ, keeping each column's dtype.
+
+    Column by column, popping each column from the parts as it goes, so the peak is the result
+    plus one column rather than twice the data.  The parts are emptied.
+    """
+    parts = [p for p in parts if len(p.columns)]
     dtypes: dict[str, object] = {}
     for part in parts:
         dtypes.update({c: t for c, t in part.dtypes.items() if c not in dtypes})
     columns = [c for c in order if c in dtypes] + [c for c in dtypes if c not in order]
-    filled = [
-        part.assign(**{c: pd.Series(np.nan, index=part.index, dtype=object).astype(dtypes[c])
-                       for c in columns if c not in part})[columns]
-        for part in parts
-    ]
-    return pd.concat(filled, ignore_index=True) if len(filled) > 1 else filled[0]
+    out: dict[str, pd.Series] = {}
+    for c in columns:
+        pieces = [part.pop(c) if c in part else
+                  pd.Series(np.nan, index=part.index, dtype=object).astype(dtypes[c]) for part in parts]
+        out[c] = (pd.concat(pieces, ignore_index=True) if len(pieces) > 1
+                  else pieces[0].reset_index(drop=True))
+        del pieces
+    parts.clear()
+    return pd.DataFrame(out, copy=False)
 
 
-def _load(paths: Sequence[Path | str], kind: str, required: Sequence[str], order: Sequence[str],
-          validate: Callable[[pd.DataFrame], tuple[pd.DataFrame, _Rejector]],
-          key: Sequence[str] | None) -> Loaded:
+def _take(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """Return ``frame[keep]`` built column by column (peak: the result plus one column)."""
+    out = {}
+    for c in list(frame.columns):
+        out[c] = frame.pop(c)[keep].reset_index(drop=True)
+    return pd.DataFrame(out, copy=False)
+
+
+def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequence[str],
+          order: Sequence[str], validate, key: Sequence[str] | None, config: IngestConfig,
+          mapping: mappings.Mapping | None = None, known_presets: dict | None = None) -> Loaded:
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    if not paths:
+    specs = readers.expand(list(paths), kind)
+    if not specs:
         raise InputError(f"no {kind} file given")
-    parts, rejects, names, read, rejected, reasons = [], [], [], [], [], []
-    for i, path in enumerate(paths):
-        raw = _read(path, kind, required, order)
-        canon, rej = validate(raw.frame)
-        ok = ~rej.bad
-        parts.append((canon if ok.all() else canon[ok]).assign(_src=i))
-        file_rejects = _file_rejects(raw, rej)
-        if len(file_rejects):
-            rejects.append(file_rejects)
-        names.append(raw.name)
-        read.append(len(raw.frame) + len(raw.malformed))
-        rejected.append(len(file_rejects))
-        counts = file_rejects["reason"].value_counts()
-        reasons.append({r: int(counts[r]) for r in sorted(counts.index, key=lambda r: (-counts[r], r))})
+    parts, rejects, stats, sizes = [], [], [], []
+    for spec in specs:
+        result = _ingest_file(spec, kind, required, order, validate, config, mapping, known_presets)
+        parts.append(result.frame)
+        sizes.append(len(result.frame))
+        if result.rejects is not None:
+            rejects.append(result.rejects)
+        stats.append(result.stats)
+        del result
 
     frame = _align(parts, order)
-    src = frame.pop("_src").to_numpy()
-    dup = frame.duplicated(subset=list(key) if key else None, keep="last").to_numpy()
-    collapsed = np.bincount(src[dup], minlength=len(paths))
-    accepted = np.bincount(src[~dup], minlength=len(paths))
-    frame = frame[~dup].reset_index(drop=True) if dup.any() else frame
-    stats = [
-        FileStats(file=names[i], kind=kind, read=read[i], accepted=int(accepted[i]),
-                  rejected=rejected[i], collapsed=int(collapsed[i]), rejected_by_reason=reasons[i])
-        for i in range(len(paths))
-    ]
-    if rejects:
-        all_rejects = pd.concat(rejects, ignore_index=True) if len(rejects) > 1 else rejects[0]
-    else:
-        all_rejects = pd.DataFrame({"file": pd.Series(dtype=_TEXT), "line": pd.Series(dtype="int64"),
-                                    "column": pd.Series(dtype=_TEXT), "reason": pd.Series(dtype=_TEXT)})
-    return Loaded(frame=frame, rejects=all_rejects, stats=stats)
+    src = np.repeat(np.arange(len(specs)), sizes)
+    dup = _duplicated_last(frame, key)
+    collapsed = np.bincount(src[dup], minlength=len(specs))
+    accepted = np.bincount(src[~dup], minlength=len(specs))
+    for i, s in enumerate(stats):
+        s.collapsed += int(collapsed[i])
+        s.accepted = int(accepted[i])
+    if kind == "orders" and len(frame):
+        _describe(frame, src, stats)
+    frame = _take(frame, ~dup) if dup.any() else frame
+    return Loaded(frame=frame, rejects=_concat_rejects(rejects), stats=stats)
+
+
+def _codes(s: pd.Series) -> np.ndarray:
+    """Return integer codes of a text column (equal text, equal code) computed in Arrow.
+
+    Hashing Arrow strings directly avoids pandas' conversion to Python objects, which for 10M
+    ids costs about 2 GB.
+    """
+    arr = pa.array(s, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.dictionary_encode(pc.fill_null(arr, "")).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _duplicated_last(frame: pd.DataFrame, key: Sequence[str] | None) -> np.ndarray:
+    """Return True for rows whose key appears again later (the last version is kept)."""
+    if not key or len(key) != 1 or len(frame) == 0:
+        return frame.duplicated(subset=list(key) if key else None, keep="last").to_numpy()
+    codes = _codes(frame[key[0]])
+    _, first_from_end = np.unique(codes[::-1], return_index=True)
+    dup = np.ones(len(codes), dtype=bool)
+    dup[len(codes) - 1 - first_from_end] = False
+    return dup
+
+
+def _describe(frame: pd.DataFrame, src: np.ndarray, stats: list[FileStats]) -> None:
+    """Fill each file's customers, merges, date range and currencies (from its valid rows)."""
+    cust = _codes(frame["customer_id"])
+    multi = np.zeros(int(cust.max(initial=-1)) + 1, dtype=bool)
+    if "channel" in frame:
+        pairs = np.unique(cust * (1 << 20) + _codes(frame["channel"]))
+        per_customer = np.bincount(pairs >> 20, minlength=len(multi))
+        multi = per_customer > 1
+    dates = frame["order_date"]
+    for i, s in enumerate(stats):
+        mask = src == i
+        if not mask.any():
+            continue
+        ids = np.unique(cust[mask])
+        s.customers = int(len(ids))
+        s.merged_customers = int(multi[ids].sum())
+        s.first_date = str(dates[mask].min().date())
+        s.last_date = str(dates[mask].max().date())
+        s.currencies = sorted(frame.loc[mask, "currency"].dropna().unique().tolist())
 
 
 # --- public API ---------------------------------------------------------------------------
 def load_orders(paths: Sequence[Path | str], config: IngestConfig, *,
-                base_currency: str = "USD") -> Loaded:
+                base_currency: str = "USD", source: str | None = None) -> Loaded:
     """Return the canonical orders frame (one row per order_id), rejects and per-file counts.
 
     Parameters
     ----------
-    paths : sequence of path
-        Orders CSV files in the canonical shape; a later file's version of an order wins.
+    paths : sequence of path or str
+        Orders exports: files (CSV/TSV text, gzip, zip, Parquet), glob patterns (expanded,
+        sorted by name) or SQLAlchemy URLs ``URL#table`` / ``URL#SELECT ...``; a later
+        input's version of an order wins.
     config : IngestConfig
-        ``fx_rates`` (units of base currency per unit of currency) and ``default_status``.
+        ``fx_rates``/``fx_table``/``fx_history``, ``default_status``, ``identity``,
+        ``mapping_dirs``, ``source``, ``decimal``, ``block_kb``, ``chunk_rows``.
     base_currency : str
         Currency of all money columns in the result; its rate is 1.
+    source : str, optional
+        Preset name or mapping YAML for every input (else ``config.source``, else detected
+        per input from its header).
 
     Returns
     -------
@@ -508,8 +774,18 @@ def load_orders(paths: Sequence[Path | str], config: IngestConfig, *,
             f"ingest.default_status: '{config.default_status}' is not one of "
             f"{', '.join(schema.ORDER_STATUSES)}"
         )
+    if config.decimal not in (None, ".", ","):
+        raise ConfigError(f"ingest.decimal: must be '.' or ',', got {config.decimal!r}")
+    if config.identity not in mappings.IDENTITY_RULES:
+        raise ConfigError(f"ingest.identity: '{config.identity}' is not one of "
+                          f"{', '.join(mappings.IDENTITY_RULES)}")
+    table = _fx_table(config, base)
+    source = source or config.source
+    mapping = mappings.resolve(source, config.mapping_dirs) if source else None
+    known = None if mapping else mappings.presets(config.mapping_dirs)
     return _load(paths, "orders", schema.ORDER_REQUIRED, schema.ORDER_COLUMNS,
-                 lambda raw: _validate_orders(raw, config, rates, base), key=("order_id",))
+                 lambda raw, m: _validate_orders(raw, m, config, rates, table, base),
+                 key=("order_id",), config=config, mapping=mapping, known_presets=known)
 
 
 def load_events(paths: Sequence[Path | str], config: IngestConfig) -> Loaded:
@@ -534,7 +810,7 @@ def load_events(paths: Sequence[Path | str], config: IngestConfig) -> Loaded:
         One line naming the file: not found, empty, binary or not UTF-8, missing column.
     """
     return _load(paths, "events", schema.EVENT_REQUIRED, schema.EVENT_COLUMNS, _validate_events,
-                 key=None)
+                 key=None, config=config)
 
 
 def load_customers(paths: Sequence[Path | str], config: IngestConfig) -> Loaded:
@@ -560,7 +836,7 @@ def load_customers(paths: Sequence[Path | str], config: IngestConfig) -> Loaded:
         One line naming the file: not found, empty, binary or not UTF-8, missing column.
     """
     return _load(paths, "customers", schema.CUSTOMER_REQUIRED, schema.CUSTOMER_COLUMNS,
-                 _validate_customers, key=("customer_id",))
+                 _validate_customers, key=("customer_id",), config=config)
 
 
 def check_reject_fraction(stats: list[FileStats], max_fraction: float) -> None:
@@ -587,3 +863,28 @@ def check_reject_fraction(stats: list[FileStats], max_fraction: float) -> None:
                 f"({s.rejected} of {s.read}, mostly '{top}'), above the limit of "
                 f"{100 * max_fraction:.1f}% (ingest.max_reject_fraction)"
             )
+
+
+def stats_table(stats: list[FileStats]) -> str:
+    """Return the per-file accounting as a fixed-width text table (``churnctl validate``).
+
+    Columns: file, kind, preset, read, accepted, rejected (with the reasons), collapsed,
+    skipped, customers, date range and currencies.
+    """
+    head = ("file", "kind", "preset", "read", "accepted", "rejected", "collapsed", "skipped",
+            "customers", "dates", "currencies", "rejected by reason")
+    rows = [head]
+    for s in stats:
+        dates = f"{s.first_date}..{s.last_date}" if s.first_date else "-"
+        reasons = "; ".join(f"{r}: {n}" for r, n in s.rejected_by_reason.items()) or "-"
+        rows.append((s.file, s.kind, s.preset or "-", str(s.read), str(s.accepted), str(s.rejected),
+                     str(s.collapsed), str(s.skipped), "-" if s.customers is None else str(s.customers),
+                     dates, ",".join(s.currencies or []) or "-", reasons))
+    total = ("total", "", "", *(str(sum(int(r[i]) for r in rows[1:])) for i in range(3, 8)),
+             "", "", "", "")
+    rows.append(total)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    right = {3, 4, 5, 6, 7, 8}
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in rows]
+    return "\n".join(lines)

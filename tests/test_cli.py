@@ -107,7 +107,8 @@ def test_score_missing_column(tmp_path, trained_model):
     bad.write_text("order_id,customer_id,amount\n1,c1,10\n")
     result = invoke("score", "--orders", bad, "--as-of", SAMPLE_AS_OF, "--model", trained_model,
                     "--out", tmp_path / "o")
-    assert_clean_error(result, 2, f"{bad}: missing required column 'order_date'")
+    assert_clean_error(result, 2, f"{bad}: header matches no preset (pass --source); closest: "
+                                  "canonical (missing 'order_date')")
 
 
 def test_score_missing_model(small_sample, tmp_path):

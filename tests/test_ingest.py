@@ -296,16 +296,21 @@ def assert_input_error(call, message: str) -> None:
 def test_missing_required_column(tmp_path):
     path = write(tmp_path, "order_id,customer_id,amount\n1,c1,5\n")
     assert_input_error(lambda: ingest.load_orders([path], CFG),
-                       f"{path}: missing required column 'order_date'")
+                       f"{path}: header matches no preset (pass --source); closest: "
+                       "canonical (missing 'order_date')")
     path = write(tmp_path, "order_id,customer_id\n1,c1\n")
     assert_input_error(lambda: ingest.load_orders([path], CFG),
-                       f"{path}: missing required columns 'order_date', 'amount'")
+                       f"{path}: header matches no preset (pass --source); closest: "
+                       "canonical (missing 'order_date', 'amount')")
+    # with the preset named, the message is about the preset's columns
+    assert_input_error(lambda: ingest.load_orders([path], CFG, source="canonical"),
+                       f"{path}: missing required columns 'order_date', 'amount' (preset canonical)")
 
 
-def test_semicolon_file_hint(tmp_path):
+def test_semicolon_file_is_read(tmp_path):
     path = write(tmp_path, "order_id;customer_id;order_date;amount\n1;c1;2024-01-01;5\n")
-    with pytest.raises(InputError, match="seems to use ';' as separator"):
-        ingest.load_orders([path], CFG)
+    got = ingest.load_orders([path], CFG)
+    assert got.frame["amount"].tolist() == [5.0] and got.stats[0].delimiter == ";"
 
 
 def test_empty_files(tmp_path):
@@ -320,11 +325,12 @@ def test_empty_files(tmp_path):
 
 
 def test_binary_files(tmp_path):
-    gz = DATA / "orders_gzip.csv"
-    assert_input_error(lambda: ingest.load_orders([gz], CFG),
-                       f"{gz}: not a CSV text file (looks like a gzip archive; decompress it first)")
+    gz = DATA / "orders_gzip.csv"  # gzip is read whatever the file name says
+    got = ingest.load_orders([gz], CFG)
+    assert got.stats[0].format == "csv+gzip" and got.stats[0].read > 0
+    assert_invariant(got)
     xlsx = DATA / "orders_xlsx.csv"
-    with pytest.raises(InputError, match=r"orders_xlsx.csv: not a CSV text file \(looks like a zip"):
+    with pytest.raises(InputError, match=r"orders_xlsx.csv: not a CSV text file \(looks like an Excel"):
         ingest.load_orders([xlsx], CFG)
     blob = tmp_path / "blob.csv"
     blob.write_bytes(b"order_id,customer_id\x00\x01\x02")
@@ -332,17 +338,20 @@ def test_binary_files(tmp_path):
                        f"{blob}: not a CSV text file (binary data)")
 
 
-def test_not_utf8_names_the_line(tmp_path):
+def test_not_utf8_is_read_as_cp1252_with_a_warning(tmp_path, caplog):
     path = DATA / "orders_latin1.csv"
-    assert_input_error(lambda: ingest.load_orders([path], CFG),
-                       f"{path}: not UTF-8 text (line 2); save it as UTF-8 CSV")
+    with caplog.at_level("WARNING", logger="churnctl"):
+        got = ingest.load_orders([path], CFG)
+    assert got.frame["first_name"].tolist() == ["Zo\u00eb"]
+    assert got.stats[0].encoding == "cp1252" and got.stats[0].warnings
+    assert "read as Windows-1252" in caplog.text
 
 
 def test_missing_file_and_directory(tmp_path):
     path = tmp_path / "nope.csv"
     assert_input_error(lambda: ingest.load_orders([path], CFG), f"{path}: orders file not found")
     assert_input_error(lambda: ingest.load_events([tmp_path], CFG),
-                       f"{tmp_path}: is a directory, not a CSV file")
+                       f"{tmp_path}: is a directory, not a file")
 
 
 def test_duplicate_known_column(tmp_path):
@@ -375,7 +384,10 @@ def test_stats_as_dict(tmp_path):
     got = orders(tmp_path, f"{HEAD}\no1,c1,2024-01-01,1\no2,c1,bad,1\n")
     assert got.stats[0].as_dict() == {
         "file": str(tmp_path / "orders.csv"), "kind": "orders", "read": 2, "accepted": 1,
-        "rejected": 1, "collapsed": 0, "rejected_by_reason": {"unparsable date": 1}}
+        "rejected": 1, "collapsed": 0, "rejected_by_reason": {"unparsable date": 1},
+        "preset": "canonical", "format": "csv", "encoding": "utf-8", "delimiter": ",",
+        "skipped": 0, "customers": 1, "merged_customers": 0, "first_date": "2024-01-01",
+        "last_date": "2024-01-01", "currencies": ["USD"]}
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -454,7 +466,9 @@ def test_shipped_bad_files():
     assert "bob@example.com" not in got.rejects.to_csv()
     path = DATA / "orders_no_date.csv"
     assert_input_error(lambda: ingest.load_orders([path], CFG),
-                       f"{path}: missing required column 'order_date'")
+                       f"{path}: header matches no preset (pass --source); closest: "
+                       "canonical (missing 'order_date'); "
+                       "amazon (missing 'purchase-date', 'sku', 'item-price')")
     path = DATA / "orders_empty.csv"
     assert_input_error(lambda: ingest.load_orders([path], CFG), f"{path}: empty file (no header line)")
     path = DATA / "orders_header_only.csv"

@@ -1,0 +1,166 @@
+"""Reading any export as it is: encodings, delimiters, compression, Parquet, messy files, blocks."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from churnctl import ingest, readers
+from churnctl.config import IngestConfig
+from churnctl.errors import InputError
+
+EXPORTS = Path(__file__).parent / "fixtures" / "exports"
+CFG = IngestConfig(fx_rates={"USD": 1.0, "EUR": 1.5, "GBP": 1.25})
+
+
+def load(paths, **kw) -> ingest.Loaded:
+    got = ingest.load_orders(paths if isinstance(paths, list) else [paths], kw.pop("config", CFG), **kw)
+    for s in got.stats:
+        assert s.read == s.accepted + s.rejected + s.collapsed, s
+        assert sum(s.rejected_by_reason.values()) == s.rejected
+    assert sum(s.rejected for s in got.stats) == len(got.rejects)
+    return got
+
+
+def test_utf16_excel_unicode_text_equals_the_utf8_file():
+    plain = load(EXPORTS / "shopify_orders.csv")
+    unicode = load(EXPORTS / "shopify_orders_unicode.txt")
+    assert unicode.stats[0].encoding == "utf-16" and unicode.stats[0].delimiter == "\t"
+    cols = ["order_id", "customer_id", "order_date", "amount", "status", "items"]
+    pd.testing.assert_frame_equal(plain.frame[cols], unicode.frame[cols])
+
+
+def test_cp1252_file_is_read_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="churnctl"):
+        got = load(EXPORTS / "messy_cp1252.csv")
+    assert got.frame["first_name"].tolist() == ["Zoë", "Jürgen"]
+    assert got.frame["category"].tolist() == ["Café", "Bücher – neu"]
+    assert got.stats[0].encoding == "cp1252"
+    assert "messy_cp1252.csv: not UTF-8: read as Windows-1252" in caplog.text
+
+
+def test_utf8_turning_bad_after_the_first_block_is_reread(tmp_path):
+    path = tmp_path / "late.csv"
+    body = "".join(f"o{i},c{i},2024-01-01,1,x\n" for i in range(3000))
+    path.write_bytes(("order_id,customer_id,order_date,amount,category\n" + body).encode()
+                     + "o-last,c1,2024-01-02,2,Café\n".encode("cp1252"))
+    got = load(path, config=IngestConfig(fx_rates=CFG.fx_rates, block_kb=16))  # 16 KiB blocks
+    assert got.stats[0].encoding == "cp1252" and got.stats[0].accepted == 3001
+    assert got.frame["category"].iloc[-1] == "Café"
+
+
+def test_bom_semicolon_and_empty_lines_and_repeated_header():
+    got = load(EXPORTS / "messy_empty_lines_dup_header.csv")
+    s = got.stats[0]
+    # blank and ",,," lines are not records; the repeated header is skipped and counted;
+    # E-1 appears twice: the later one wins, the earlier is collapsed
+    assert (s.read, s.accepted, s.rejected, s.collapsed, s.skipped) == (3, 2, 0, 1, 1)
+    assert sorted(got.frame["order_id"]) == ["E-1", "E-2"]
+
+
+def test_broken_quoting_rejects_the_record_that_swallowed_others():
+    got = load(EXPORTS / "messy_broken_quoting.csv")
+    assert got.frame["order_id"].tolist() == ["Q-1", "Q-2"]
+    assert got.rejects[["line", "reason"]].values.tolist() == [[4, "broken quoting"]]
+    assert got.frame["category"].tolist() == ["toys", 'broken quote" here"']
+
+
+def test_quoted_newlines_in_address_fields_are_kept():
+    got = load(EXPORTS / "shopify_orders.csv")
+    assert got.stats[0].rejected == 0  # "1 Main St\nFlat 2" is a value, not a broken quote
+
+
+def test_mixed_date_formats_are_never_guessed():
+    got = load(EXPORTS / "messy_mixed_dates.csv")
+    assert got.frame["order_id"].tolist() == ["D-1", "D-3"]
+    assert got.rejects[["line", "column", "reason"]].values.tolist() == [
+        [3, "order_date", "unparsable date"], [5, "order_date", "unparsable date"]]
+
+
+def test_trailing_summary_row_of_a_canonical_file_is_rejected_not_lost():
+    got = load(EXPORTS / "messy_trailing_summary.csv")
+    assert got.rejects[["line", "column", "reason"]].values.tolist() == [[4, "customer_id", "missing value"]]
+
+
+@pytest.mark.parametrize("pack", ["gzip", "zip"])
+def test_compressed_files(tmp_path, pack):
+    text = (EXPORTS / "amazon_orders.txt").read_bytes()
+    if pack == "gzip":
+        path = tmp_path / "amazon.txt.gz"
+        path.write_bytes(gzip.compress(text))
+    else:
+        path = tmp_path / "amazon.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("report.txt", text)
+    got = load(path)
+    assert got.stats[0].format == f"csv+{pack}" and got.stats[0].preset == "amazon"
+    assert sorted(got.frame["order_id"]) == ["026-2222222-2222222", "302-1111111-1111111"]
+
+
+def test_zip_with_several_members_is_refused(tmp_path):
+    path = tmp_path / "two.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.csv", "x")
+        zf.writestr("b.csv", "y")
+    with pytest.raises(InputError, match=r"two.zip: zip archive must hold exactly one file, it holds 2"):
+        load(path)
+
+
+def test_parquet(tmp_path):
+    path = tmp_path / "orders.parquet"
+    table = pa.table({
+        "order_id": ["p1", "p2", "p3"], "customer_id": ["007", "c2", "c3"],
+        "order_date": pa.array([pd.Timestamp("2024-01-01 10:00"), pd.Timestamp("2024-01-02"), None],
+                               type=pa.timestamp("us")),
+        "amount": [10.5, 3.0, 1.0], "currency": ["EUR", None, "USD"],
+    })
+    pq.write_table(table, path)
+    got = load(path)
+    assert got.stats[0].format == "parquet"
+    assert got.frame["customer_id"].tolist() == ["007", "c2"]
+    assert got.frame["amount"].tolist() == [15.75, 3.0]
+    assert got.frame["order_date"].tolist() == [pd.Timestamp("2024-01-01 10:00"), pd.Timestamp("2024-01-02")]
+    assert got.rejects[["line", "column", "reason"]].values.tolist() == [[3, "order_date", "missing value"]]
+
+
+def test_small_blocks_give_the_same_answer_and_line_numbers(tmp_path):
+    """Line items split across read blocks still collapse to one order; lines stay exact."""
+    rows = []
+    for i in range(400):
+        rows.append(f"#{i},u{i % 37}@x.org,paid,EUR,{i}.50,2024-01-0{1 + i % 9} 10:00:00 +0000,1")
+        rows.append(f"#{i},,,,,2024-01-0{1 + i % 9} 10:00:00 +0000,2")
+    rows[101] = "#50,,,,,bad-date,x"  # an unparsable quantity on a continuation row
+    text = "Name,Email,Financial Status,Currency,Total,Created at,Lineitem quantity\n" + "\n".join(rows) + "\n"
+    path = tmp_path / "shop.csv"
+    path.write_text(text)
+    small = load(path, config=IngestConfig(fx_rates=CFG.fx_rates, block_kb=16))
+    big = load(path)
+    pd.testing.assert_frame_equal(small.frame, big.frame)
+    pd.testing.assert_frame_equal(small.rejects, big.rejects)
+    assert (big.stats[0].read, big.stats[0].accepted, big.stats[0].collapsed) == (800, 399, 400)
+    assert big.rejects[["line", "column", "reason"]].values.tolist() == [[102, "items", "unparsable number"]]
+    assert big.frame.set_index("order_id").loc["#7", "items"] == 3.0
+
+
+def test_blank_lines_above_header_and_line_numbers(tmp_path):
+    path = tmp_path / "o.csv"
+    path.write_text("\n\norder_id,customer_id,order_date,amount\no1,c1,2024-01-01,1\no2,c1,x,1\n")
+    got = load(path)
+    assert got.rejects["line"].tolist() == [5]  # physical line in the file
+
+
+def test_expand_globs_and_urls(tmp_path):
+    (tmp_path / "b.csv").write_text("x")
+    (tmp_path / "a.csv").write_text("x")
+    assert readers.expand([str(tmp_path / "*.csv"), "sqlite:///x.db#orders"]) == [
+        str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "sqlite:///x.db#orders"]
+    with pytest.raises(InputError, match=r"nothing\*.csv: no orders file matches this pattern"):
+        readers.expand([str(tmp_path / "nothing*.csv")])
+    assert readers.display_name("postgresql+psycopg://u:secret@h/db#orders") == \
+        "postgresql+psycopg://u:***@h/db#orders"
