@@ -487,7 +487,9 @@ def _validate_customers(raw: pd.DataFrame, _mapping=None) -> tuple[pd.DataFrame,
 
 
 # --- one file ------------------------------------------------------------------------------
-_PII_PARTS_EXTRA = ("name", "street", "zip", "postal", "city", "username", "recipient")
+# Platform exports: buyer names, addresses, notes (free text) and tax ids are redacted too.
+_PII_PARTS_EXTRA = ("name", "street", "zip", "postal", "postcode", "city", "username", "recipient", "note",
+                    "tax identifier", "company")
 
 
 def _is_pii(column: str) -> bool:

@@ -58,7 +58,7 @@ def check_invariant(got: ingest.Loaded) -> None:
 # pyarrow cannot hand a row that is not UTF-8 to the bad-row handler (it reports that as
 # unraisable before ingest re-reads the file as Windows-1252): not a failure of ingest.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["canonical_orders.csv", "shopify_orders.csv", "ebay_orders.csv",
                              "woocommerce_orders.csv", "magento_orders.csv"]),
        edits=EDITS)

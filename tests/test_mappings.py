@@ -84,6 +84,9 @@ def test_woocommerce_statuses_and_guest_without_email_rejected():
     f = by_id(got)
     assert f["status"].to_dict() == {"812": "completed", "814": "cancelled", "815": "payment_failed"}
     assert got.rejects[["line", "column", "reason"]].values.tolist() == [[3, "customer_id", "missing value"]]
+    for col in ("billing_phone", "billing_address_1", "billing_city", "billing_postcode", "billing_last_name"):
+        assert got.rejects.loc[0, col] in ("", "[redacted]"), col
+    assert got.rejects.loc[0, "billing_city"] == "[redacted]"  # London
     assert got.rejects.loc[0, "customer_email"] == ""  # empty stays empty; PII redacted otherwise
     assert got.rejects.loc[0, "billing_first_name"] == "[redacted]"
 
