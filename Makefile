@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SAMPLE_AS_OF ?= 2026-06-30
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv sample bench clean
+.PHONY: run test venv sample bench clean simulate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,9 @@ test: $(STAMP)
 sample: $(STAMP)
 	$(BIN)/churnctl sample --out data/sample --customers 2500 --seed 7 --end-date $(SAMPLE_AS_OF)
 
+# Five nightly runs over a 3,000-customer sample with a planted campaign effect, then `measure`.
+simulate: $(STAMP)
+	$(BIN)/python scripts/simulate.py --out sim --customers 3000 --nights 5
+
 clean:
-	rm -rf out models state .pytest_cache
+	rm -rf out models state sim .pytest_cache

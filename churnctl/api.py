@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, export, features, ingest, model, report, rules, sample, scoring
+from . import __version__, export, features, ingest, ledger, measure as measure_stage, model, policy, report, rules, sample, scoring
 from .config import Config
 from .errors import InputError, ModelError
 from .schema import as_of_timestamp, day_end
@@ -281,7 +281,23 @@ def train(
 
 
 # --- score ------------------------------------------------------------------------------
-def score(
+def score(orders: PathLike | Sequence[PathLike], *, state: str | None = None, **kwargs: Any) -> RunSummary:
+    """Score customers at ``as_of``; write scores, rejects, campaign files and ``run.json``.
+
+    ``state``: the contact ledger (``contact.state``: SQLite path or SQLAlchemy URL). With it,
+    cool-downs and caps see earlier runs and the run is recorded, under the ledger lock; without
+    it the contact policy sees no history and nothing is recorded. Other keywords: see
+    :func:`_score`.
+    """
+    if state is None:
+        return _score(orders, **kwargs)
+    led = ledger.open_ledger(state)
+    with ledger.locked(led):
+        recover(led, out_dirs=[Path(kwargs["out"])] if kwargs.get("out") is not None else [])
+        return _score(orders, ledger_handle=led, **kwargs)
+
+
+def _score(
     orders: PathLike | Sequence[PathLike],
     *,
     as_of: date,
@@ -295,6 +311,7 @@ def score(
     inputs: Inputs | None = None,
     timer: Timer | None = None,
     trained: bool = False,
+    ledger_handle: ledger.Ledger | None = None,
 ) -> RunSummary:
     """Score customers at ``as_of``; write scores, rejects, campaign CSVs and ``run.json``."""
     started = datetime.now(timezone.utc)
@@ -308,9 +325,7 @@ def score(
     fitted = model.load(path)
     if inputs is None:
         inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer)
-    out.mkdir(parents=True, exist_ok=True)
-    export.write_rejects(inputs.rejects, out)
-    _check_rejects(inputs, out, config)
+    _check_rejects_or_write(inputs, out, config)
 
     with timer.stage("features") as info:
         after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
@@ -330,26 +345,31 @@ def score(
         info["rules"] = len(ruleset.rules)
         info["actioned"] = int((actions["campaign"] != "no_action").sum())
     with timer.stage("export") as info:
-        rows = export.write_csv(scores.reset_index(), out / "scores.csv")
-        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
-        result = export.write_campaigns(
-            out, scores, actions, contacts, ts, config.export, campaigns=ruleset.campaigns
-        )
+        # Everything goes to a staging folder first; see _commit_and_publish.
+        out.mkdir(parents=True, exist_ok=True)
+        if ledger_handle is None:
+            recover(None, out_dirs=[out])
+        stage = export.new_staging(out)
+        rows = export.write_csv(scores.reset_index(), stage / "scores.csv")
+        export.write_rejects(inputs.rejects, stage)
+        result = _plan_and_write(stage, scores, actions, inputs, ruleset, ts, config, ledger_handle)
+        info["treated"] = sum(result.recipients.values())
+        info["holdout"] = sum(result.holdout.values())
         info["scores"] = rows
         info["campaign_files"] = len(result.files)
         info["recipients"] = sum(f["rows"] for f in result.files)
         # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
         tables = report.build_aggregates(inputs.orders, scores, ts, features=feats, events=inputs.events, model=fitted)
         aggregate_outputs = [{"path": f"{report.AGGREGATES_DIR}/{name}",
-                              "rows": export.write_csv(frame, out / report.AGGREGATES_DIR / name)}
+                              "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
                              for name, frame in tables.items()]
 
     outputs = [{"path": "scores.csv", "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
     for f in result.files:
-        outputs.append({**f, "path": str(Path(f["path"]).relative_to(out))})
+        outputs.append({**f, "path": Path(f["path"]).relative_to(stage).as_posix()})
     outputs += aggregate_outputs
     for o in outputs:
-        o["sha256"] = _sha256(out / o["path"])
+        o["sha256"] = _sha256(stage / o["path"])
     manifest = {
         "churnctl_version": __version__,
         "command": command,
@@ -371,7 +391,10 @@ def score(
             "recipients": result.recipients,
             "excluded": result.excluded,
             "excluded_by_campaign": result.excluded_by_campaign,
+            "holdout": result.holdout,
+            "offer_cost": result.offer_cost,
         },
+        "contact": _contact_manifest(config, ledger_handle, result),
         "model": {
             "path": str(path),
             "version": fitted.meta.get("model_version"),
@@ -383,7 +406,9 @@ def score(
         "timings_seconds": timer.seconds,
         "outputs": outputs,
     }
-    export.write_manifest(out, manifest)
+    export.write_manifest(stage, manifest)
+    _commit_and_publish(stage, out, ts, manifest, result, ledger_handle, command=command,
+                        started=started, customers=len(scores))
     return RunSummary(
         out=out,
         as_of=ts.date(),
@@ -417,9 +442,21 @@ def model_is_stale(path: Path, as_of: pd.Timestamp, config: Config) -> str | Non
     return None
 
 
-def run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike] | None = None,
-        events: PathLike | None = None, customers: PathLike | None = None,
-        out_root: PathLike | None = None) -> RunSummary:
+def run(config: Config, **kwargs: Any) -> RunSummary:
+    """The nightly job (see :func:`_run`), under the contact ledger's lock (``contact.state``).
+
+    A second run while one holds the lock stops at once with :class:`ledger.LockError` (exit 2).
+    """
+    led = ledger.open_ledger(config.contact.state)
+    with ledger.locked(led):
+        root = Path(kwargs.get("out_root") or config.output_dir)
+        recover(led, out_dirs=[d for d in root.glob("*") if d.is_dir()])
+        return _run(config, ledger_handle=led, **kwargs)
+
+
+def _run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike] | None = None,
+         events: PathLike | None = None, customers: PathLike | None = None,
+         out_root: PathLike | None = None, ledger_handle: ledger.Ledger | None = None) -> RunSummary:
     """The nightly job: retrain when needed, then score, apply rules and export.
 
     Outputs go to ``<output_dir>/<as_of>/``.  ``as_of`` defaults to today (UTC).
@@ -434,16 +471,15 @@ def run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike]
     # Fail on a bad rules file before spending minutes on training.
     rules.load(Path(config.rules) if config.rules else None, columns=scoring_columns())
     inputs = load_inputs(order_paths, events=events, customers=customers, config=config, timer=timer)
-    out.mkdir(parents=True, exist_ok=True)
-    export.write_rejects(inputs.rejects, out)
-    _check_rejects(inputs, out, config)
+    _check_rejects_or_write(inputs, out, config)
     reason = model_is_stale(path, ts, config)
     trained = False
     if reason:
         log.info("train    %s: training a new model", reason)
         train(order_paths, as_of=ts.date(), config=config, inputs=inputs, timer=timer, model_path=path)
         trained = True
-    summary = score(order_paths, as_of=ts.date(), out=out, config=config, command="run", inputs=inputs,
+    summary = _score(order_paths, ledger_handle=ledger_handle, as_of=ts.date(), out=out, config=config,
+                     command="run", inputs=inputs,
                     timer=timer, trained=trained, model_path=path)
     try:  # the night's outputs are written; a failed report must not hide them (warned, exit 0)
         with timer.stage("report") as info:
@@ -469,6 +505,129 @@ def write_report(run_dir: PathLike, *, config: Config, out: PathLike | None = No
     page = report.render(report.load_run(run_dir, evaluation=evaluation), config)
     export._atomic_write(target, lambda handle: handle.write(page))
     return target
+
+
+# --- contact policy, ledger, atomic publication (issue 5) ------------------------------------
+def _check_rejects_or_write(inputs: Inputs, out: Path, config: Config) -> None:
+    """Stop (after writing ``out/rejects.csv`` so the user sees why) when a file has too many rejects.
+
+    On success nothing is written here: rejects.csv is staged and published with the run.
+    """
+    try:
+        ingest.check_reject_fraction(inputs.stats, config.ingest.max_reject_fraction)
+    except InputError:
+        out.mkdir(parents=True, exist_ok=True)
+        export.write_rejects(inputs.rejects, out)
+        _check_rejects(inputs, out, config)
+        raise
+
+
+def recover(led: ledger.Ledger | None, *, out_dirs: Sequence[Path] = ()) -> None:
+    """Finish or discard interrupted runs: the state becomes the whole last committed run.
+
+    Committed runs whose files were not all moved into place are published (roll-forward);
+    staging folders with a commit marker likewise; every other ``.staging-*`` folder under
+    ``out_dirs`` (and under the folders of unpublished runs) is deleted (roll-back).
+    """
+    dirs = {Path(d) for d in out_dirs}
+    if led is not None:
+        for r in ledger.unpublished(led):
+            out = Path(r["out_dir"])
+            dirs.add(out)
+            if r["staging_dir"]:
+                export.publish(Path(r["staging_dir"]), out)
+            ledger.mark_published(led, r["run_id"])
+            log.warning("recover  run %s: finished publishing %s after an interruption", r["run_id"], out)
+    for d in dirs:
+        for stage in sorted(d.glob(f"{export.STAGING_PREFIX}*")):
+            if (stage / export.COMMIT_MARKER).is_file():
+                export.publish(stage, d)
+                log.warning("recover  finished publishing %s after an interruption", d)
+    if export.discard_stagings(sorted(dirs)):
+        log.warning("recover  discarded an interrupted run's unfinished files")
+
+
+def _plan_and_write(stage: Path, scores: pd.DataFrame, actions: pd.DataFrame, inputs: Inputs,
+                    ruleset: rules.RuleSet, ts: pd.Timestamp, config: Config,
+                    led: ledger.Ledger | None) -> export.CampaignResult:
+    """Contacts -> candidates -> contact policy -> campaign files in ``stage``; return the result."""
+    contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
+    frame, channels = export.candidates(scores, actions, contacts, config.export, campaigns=ruleset.campaigns)
+    history = None
+    if led is not None:
+        settings = ruleset.settings
+        longest = max([config.contact.cooldown_days]
+                      + [s.cap_days for s in settings.values() if s.cap_days is not None])
+        history = ledger.history(led, since=(ts - pd.Timedelta(days=longest)).date(), before=ts.date())
+    planned = policy.plan(frame, history=history, settings=ruleset.settings, contact=config.contact, as_of=ts,
+                          suppression=policy.load_suppression(config.contact.suppression_file))
+    result = export.write_planned(stage, planned, channels, ts, config.export, settings=ruleset.settings,
+                                  order_by_value="value_at_risk" in scores.columns)
+    for warning in result.warnings:
+        log.warning("export   %s", warning)
+    return result
+
+
+def _contact_manifest(config: Config, led: ledger.Ledger | None, result: export.CampaignResult) -> dict[str, Any]:
+    c = config.contact
+    return {
+        "ledger": ledger.describe(led.state) if led is not None else None,
+        "cooldown_days": c.cooldown_days,
+        "holdout_share": c.holdout_share,
+        "suppression_file": c.suppression_file,
+        "warnings": result.warnings,
+    }
+
+
+def _commit_and_publish(stage: Path, out: Path, ts: pd.Timestamp, manifest: dict[str, Any],
+                        result: export.CampaignResult, led: ledger.Ledger | None, *, command: str,
+                        started: datetime, customers: int) -> None:
+    """Commit the staged run: ledger transaction (or commit marker), then move the files into place.
+
+    The ledger transaction is the commit point: before it, a crash leaves the previous run
+    (the staging folder is discarded by :func:`recover`); after it, :func:`recover` finishes
+    moving the files, so the new run appears whole.
+    """
+    export.fault_point("staged")
+    if led is not None:
+        ledger.commit_run(led, {
+            "run_id": str(ts.date()), "as_of": ts.date(), "command": command,
+            "started_at": started.replace(tzinfo=None, microsecond=0), "finished_at": ledger.now_utc(),
+            "config_hash": manifest.get("config_hash"), "model_version": manifest["model"].get("version"),
+            "customers_scored": customers, "treated": sum(result.recipients.values()),
+            "holdout": sum(result.holdout.values()), "excluded": result.excluded,
+            "out_dir": str(out.resolve()), "staging_dir": str(stage.resolve()),
+        }, result.contacts)
+    export.fault_point("committed")
+    export.mark_committed(stage)
+    export.publish(stage, out)
+    export.fault_point("published")
+    if led is not None:
+        ledger.mark_published(led, str(ts.date()))
+
+
+def measure(config: Config, *, orders: Sequence[PathLike] | None = None, state: str | None = None,
+            campaign: str | None = None, window_days: int = 30, out: PathLike | None = None,
+            as_of: date | None = None) -> tuple[pd.DataFrame, Path]:
+    """Compare treated with holdout customers per campaign and run; write and return the table.
+
+    Reads the ledger (``state`` or ``contact.state``) and the orders (``orders`` or
+    ``inputs.orders``); ``out`` defaults to ``<output_dir>/measure.csv``. ``as_of`` (default:
+    the latest order date) bounds the windows: a run whose window has not ended is marked
+    ``complete = false``.
+    """
+    order_paths = list(orders) if orders else list(config.inputs.orders)
+    led = ledger.open_ledger(state or config.contact.state)
+    contacts = ledger.contacts(led, campaign=campaign)
+    if campaign is not None and contacts.empty:
+        raise InputError(f"measure: no contacts recorded for campaign '{campaign}' in {ledger.describe(led.state)}")
+    inputs = load_inputs(order_paths, config=config)
+    _check_rejects(inputs, None, config)
+    table = measure_stage.compare(contacts, inputs.orders, window_days=window_days,
+                                  as_of=as_of_timestamp(as_of) if as_of else None)
+    path = Path(out) if out is not None else Path(config.output_dir) / "measure.csv"
+    export.write_csv(table, path)
+    return table, path
 
 
 def scoring_columns() -> list[str]:

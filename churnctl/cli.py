@@ -227,6 +227,9 @@ def score(
     horizon_days: HorizonOpt = None,
     config: ConfigOpt = None,
     source: SourceOpt = None,
+    state: Annotated[Optional[str], typer.Option(
+        help="Contact ledger (SQLite path or SQLAlchemy URL): record the run, apply cool-downs and caps.",
+        show_default=False)] = None,
 ) -> None:
     """Score customers; write scores.csv, rejects.csv, campaign CSVs and run.json."""
     from . import api
@@ -234,7 +237,7 @@ def score(
     with reported(ctx):
         summary = api.score(
             orders, as_of=as_of.date(), out=out, events=events, customers=customers, model_path=model,
-            rules_path=rules, config=_config(ctx, config, horizon_days, source),
+            rules_path=rules, config=_config(ctx, config, horizon_days, source), state=state,
         )
     _report_run(summary)
 
@@ -304,6 +307,35 @@ def validate_cmd(
     if summary.error:
         typer.echo(f"churnctl: {summary.error}", err=True)
         raise typer.Exit(2)
+
+
+@app.command("measure")
+def measure_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign.", show_default=False)] = None,
+    window_days: Annotated[int, typer.Option(help="Days after the planned send an order counts.")] = 30,
+    orders: Annotated[
+        Optional[list[Path]], typer.Option("--orders", help="Override inputs.orders.", show_default=False)
+    ] = None,
+    state: Annotated[Optional[str], typer.Option(
+        help="Contact ledger [default: contact.state].", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="CSV to write [default: <output_dir>/measure.csv].", show_default=False)] = None,
+) -> None:
+    """Treated vs holdout per campaign and run: repeat rate, revenue, uplift with 95% CI, net value."""
+    from . import api
+
+    with reported(ctx):
+        table, path = api.measure(_config(ctx, config), orders=orders, state=state, campaign=campaign,
+                                  window_days=window_days, out=out)
+    if table.empty:
+        typer.echo("no treated or holdout contacts recorded yet", err=True)
+    else:
+        show = table[["campaign", "run_id", "treated", "holdout", "repeat_rate_treated", "repeat_rate_holdout",
+                      "uplift_repeat_rate", "uplift_ci_low", "uplift_ci_high", "net_value", "complete"]]
+        typer.echo(show.to_string(index=False))
+    typer.echo(f"-> {path}", err=True)
 
 
 def _report_run(summary) -> None:

@@ -133,6 +133,37 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ContactConfig:
+    """Contact policy and ledger of the export stage (see churnctl/policy.py, ledger.py)."""
+
+    # SQLite file path (relative to the config file) or any SQLAlchemy URL (postgresql+psycopg://...).
+    state: str = "state/churnctl.db"
+    cooldown_days: int = 14
+    holdout_share: float = 0.10
+    # Holdout membership is stable within a period of this many days (hash of customer, campaign, period).
+    holdout_period_days: int = 30
+    # Text file: one email or customer id per line (# comments); never contacted.
+    suppression_file: str | None = None
+    # Local send window [start hour, end hour) on the day after the as-of date (send_delay_days).
+    send_window: tuple[int, ...] = (9, 11)
+    send_delay_days: int = 1
+    default_timezone: str = "UTC"
+    country_timezones: dict[str, str] = field(
+        default_factory=lambda: {
+            "US": "America/New_York", "CA": "America/Toronto", "MX": "America/Mexico_City",
+            "BR": "America/Sao_Paulo", "GB": "Europe/London", "IE": "Europe/Dublin",
+            "DE": "Europe/Berlin", "AT": "Europe/Vienna", "CH": "Europe/Zurich", "FR": "Europe/Paris",
+            "BE": "Europe/Brussels", "NL": "Europe/Amsterdam", "ES": "Europe/Madrid",
+            "PT": "Europe/Lisbon", "IT": "Europe/Rome", "SE": "Europe/Stockholm", "PL": "Europe/Warsaw",
+            "AU": "Australia/Sydney", "JP": "Asia/Tokyo", "CN": "Asia/Shanghai", "IN": "Asia/Kolkata",
+        }
+    )
+    # Offer cost estimates (base currency): free shipping per order, value of one loyalty point.
+    free_shipping_cost: float = 8.0
+    point_value: float = 0.01
+
+
+@dataclass(frozen=True)
 class Config:
     base_currency: str = "USD"
     horizon_days: int = 90
@@ -145,6 +176,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    contact: ContactConfig = field(default_factory=ContactConfig)
 
     def hash(self) -> str:
         """Return a short sha256 of the effective configuration (recorded in models and runs)."""
@@ -170,7 +202,8 @@ def to_dict(obj: Any) -> Any:
 
 PATH_KEYS = {("ingest", "fx_table"), ("ingest", "mapping_dirs"),
              ("output_dir",), ("rules",), ("model", "path"), ("inputs", "orders"),
-             ("inputs", "events"), ("inputs", "customers")}
+             ("inputs", "events"), ("inputs", "customers"), ("contact", "state"),
+             ("contact", "suppression_file")}
 
 
 def load_config(path: Path | str | None) -> Config:
@@ -193,6 +226,11 @@ def load_config(path: Path | str | None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys")
     raw = _resolve_paths(raw, path.parent)
+    contact = raw.get("contact")
+    if contact is None or (isinstance(contact, dict) and "state" not in contact):
+        # The default ledger lives beside the config file, like every relative path in it.
+        raw = {**raw, "contact": {**(contact or {}),
+                                  "state": os.path.normpath(path.parent / ContactConfig.state)}}
     return from_mapping(Config, raw, where=str(path))
 
 

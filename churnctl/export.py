@@ -45,12 +45,17 @@ from .config import ExportConfig
 from .errors import ConfigError
 
 NO_ACTION = "no_action"  # same value as rules.NO_ACTION (stages do not import each other)
-EXCLUSION_REASONS = ("no_email", "no_consent", "unsubscribed")
+CONSENT_REASONS = ("no_email", "no_consent", "unsubscribed")
+#: Every reason a candidate is left out (consent first, then the contact policy: policy.REASONS).
+EXCLUSION_REASONS = (*CONSENT_REASONS, "suppressed", "cooldown", "campaign_cap", "over_budget")
 MARKETING_CHANNELS = ("email", "survey", "ads_audience")
-CONTACT_COLUMNS = ("email", "first_name", "language", "country", "marketing_consent", "unsubscribed")
+CONTACT_COLUMNS = ("email", "first_name", "language", "country", "marketing_consent", "unsubscribed",
+                   "last_name", "phone", "city", "zip", "timezone")
+#: Optional personal columns of the customers file used only by export profiles.
+PROFILE_CONTACT_COLUMNS = ("last_name", "phone", "city", "zip", "timezone")
 MAIL_COLUMNS = ("email", "first_name", "language", "country", "customer_id", "campaign", "channel",
                 "offer_code", "offer_type", "offer_value", "offer_min_spend", "template",
-                "churn_probability", "risk_tier", "top_cause")
+                "churn_probability", "risk_tier", "top_cause", "send_at_utc")
 ACCOUNT_MANAGER_EXTRA = ("value_tier", "monetary_total", "reasons", "marketing_consent", "unsubscribed")
 ADS_COLUMNS = ("email_sha256", "country", "customer_id", "campaign")
 #: Text cells from customer data that are neutralised against spreadsheet formulas.
@@ -82,6 +87,12 @@ class CampaignResult:
     excluded: dict[str, int] = field(default_factory=dict)
     excluded_by_campaign: dict[str, dict[str, int]] = field(default_factory=dict)
     recipients: dict[str, int] = field(default_factory=dict)
+    holdout: dict[str, int] = field(default_factory=dict)
+    #: Estimated offer cost per campaign if every treated customer redeems (base currency).
+    offer_cost: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: Ledger rows: one per treated or holdout (customer, campaign), no personal data.
+    contacts: pd.DataFrame | None = None
 
 
 # --- atomic writes ----------------------------------------------------------------------
@@ -364,6 +375,7 @@ def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config:
         "country": country,
         "marketing_consent": flag("marketing_consent"),
         "unsubscribed": unsubscribed,
+        **{col: pick(col) for col in PROFILE_CONTACT_COLUMNS},
     }, index=index)
 
 
@@ -395,44 +407,28 @@ def exclusion_reasons(contacts: pd.DataFrame, require_consent: bool) -> pd.Serie
         no_consent |= consent.isna().to_numpy()
     unsub = (_to_boolean(contacts["unsubscribed"]).to_numpy(dtype=bool, na_value=False)
              if "unsubscribed" in contacts else np.zeros(len(contacts), dtype=bool))
-    reason = np.select([~has_email, no_consent, unsub], list(EXCLUSION_REASONS), default="")
+    reason = np.select([~has_email, no_consent, unsub], list(CONSENT_REASONS), default="")
     return pd.Series(reason, index=contacts.index, dtype=object).astype(_TEXT)
 
 
-def write_campaigns(out_dir: Path, scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,
-                    as_of: pd.Timestamp, config: ExportConfig, *,
-                    campaigns: Mapping[str, str] | None = None) -> CampaignResult:
-    """Return what was written: one CSV per campaign under ``out_dir/campaigns/``.
+def candidates(scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,
+               config: ExportConfig, *, campaigns: Mapping[str, str] | None = None
+               ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Return (one row per actioned customer with contact data and consent ``reason``, campaign -> channel).
 
-    Parameters
-    ----------
-    out_dir : Path
-        Run output folder; files go to ``out_dir/campaigns/<campaign>.csv``.
-    scores : DataFrame
-        Scores frame indexed by ``customer_id``.
-    actions : DataFrame
-        From ``rules.apply`` (same index); ``no_action`` rows are skipped.
-    contacts : DataFrame
-        From :func:`build_contacts`; customers absent from it have no email.
-    as_of : Timestamp
-        Run date, part of every offer code.
-    config : ExportConfig
-        ``offer_code_prefix``, ``require_consent``, ``default_language``, ``country_languages``.
-    campaigns : mapping, optional
-        campaign -> channel of every campaign the rules can assign (``RuleSet.campaigns``): each
-        gets a file, header-only when nobody is in it. Campaigns seen in ``actions`` always do.
-
-    Returns
-    -------
-    CampaignResult
-        Files (``path`` is ``out_dir/campaigns/<campaign>.csv``), exclusion counts, recipients.
+    Columns: the actions columns, ``customer_id``, score columns used downstream
+    (``churn_probability, risk_tier, top_cause, value_tier, monetary_total, reasons, aov``),
+    ``value_at_risk`` (the scores column when present, else ``churn_probability x aov``),
+    :data:`CONTACT_COLUMNS` and ``reason`` (a consent reason for marketing channels, else "").
     """
-    out_dir = Path(out_dir)
     acted = actions.loc[actions["campaign"].ne(NO_ACTION).to_numpy(dtype=bool, na_value=False)]
     channels = _campaign_channels(acted, campaigns)
-
-    frame = acted.join(scores.reindex(acted.index).reindex(
-        columns=["churn_probability", "risk_tier", "top_cause", "value_tier", "monetary_total", "reasons"]))
+    wanted = ["churn_probability", "risk_tier", "top_cause", "value_tier", "monetary_total", "reasons", "aov",
+              "value_at_risk"]
+    frame = acted.join(scores.reindex(acted.index).reindex(columns=wanted))
+    if frame["value_at_risk"].isna().all():
+        frame["value_at_risk"] = (pd.to_numeric(frame["churn_probability"], errors="coerce")
+                                  * pd.to_numeric(frame["aov"], errors="coerce"))
     people = contacts.reindex(acted.index).reindex(columns=list(CONTACT_COLUMNS))
     reason = exclusion_reasons(people, config.require_consent)
     marketing = frame["channel"].isin(MARKETING_CHANNELS).to_numpy(dtype=bool)
@@ -450,42 +446,197 @@ def write_campaigns(out_dir: Path, scores: pd.DataFrame, actions: pd.DataFrame, 
         country=country,
         marketing_consent=people["marketing_consent"].astype("boolean"),
         unsubscribed=people["unsubscribed"].astype("boolean"),
+        **{col: _clean_text(people[col]) for col in PROFILE_CONTACT_COLUMNS},
         reason=reason,
     ).rename_axis(None)
-    kept = frame.loc[frame["reason"].eq("").to_numpy(dtype=bool)]
-    with_code = kept["offer_type"].ne("none").to_numpy(dtype=bool, na_value=False) & \
-        kept["channel"].ne("ads_audience").to_numpy(dtype=bool, na_value=False)
-    codes = np.full(len(kept), None, dtype=object)
+    return frame, channels
+
+
+def write_campaigns(out_dir: Path, scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,
+                    as_of: pd.Timestamp, config: ExportConfig, *,
+                    campaigns: Mapping[str, str] | None = None) -> CampaignResult:
+    """Return what was written: one CSV per campaign, every eligible customer treated (no policy).
+
+    The nightly path (``api``) runs :func:`candidates`, ``policy.plan`` and :func:`write_planned`;
+    this shortcut treats every customer who passes the consent checks.
+    """
+    frame, channels = candidates(scores, actions, contacts, config, campaigns=campaigns)
+    ok = frame["reason"].eq("").to_numpy(dtype=bool)
+    frame = frame.assign(group=np.where(ok, "treated", ""), send_at_utc=pd.NaT, offer_cost=np.nan)
+    return write_planned(out_dir, frame, channels, as_of, config,
+                         order_by_value="value_at_risk" in scores.columns)
+
+
+def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, str], as_of: pd.Timestamp,
+                  config: ExportConfig, *, settings: Mapping[str, Any] | None = None,
+                  order_by_value: bool = False) -> CampaignResult:
+    """Return what was written: the treated rows of ``planned``, one file (or more) per campaign.
+
+    Parameters
+    ----------
+    out_dir : Path
+        Run output folder; files go to ``out_dir/campaigns/``.
+    planned : DataFrame
+        From :func:`candidates` plus ``policy.plan`` (``reason``, ``group``, ``offer_cost``,
+        ``send_at_utc``).
+    channels : mapping
+        campaign -> channel; every campaign gets a file, header-only when empty.
+    as_of : Timestamp
+        Run date, part of every offer code.
+    config : ExportConfig
+    settings : mapping, optional
+        campaign -> ``rules.CampaignSettings`` (its ``profile``); default generic.
+    order_by_value : bool
+        Sort by ``value_at_risk`` (highest first) instead of ``churn_probability``.
+
+    Returns
+    -------
+    CampaignResult
+        Files, exclusion counts per reason, recipients and holdout per campaign, profile
+        warnings, and ``contacts``: the ledger rows (treated and holdout).
+    """
+    from . import profiles  # profiles import nothing of ours but pandas
+
+    out_dir = Path(out_dir)
+    settings = settings or {}
+    assigned = planned.loc[planned["group"].isin(["treated", "holdout"]).to_numpy(dtype=bool)]
+    treated = assigned["group"].eq("treated").to_numpy(dtype=bool)
+    with_code = treated & assigned["offer_type"].ne("none").to_numpy(dtype=bool, na_value=False) & \
+        assigned["channel"].ne("ads_audience").to_numpy(dtype=bool, na_value=False)
+    codes = np.full(len(assigned), None, dtype=object)
     if with_code.any():
-        codes[with_code] = offer_codes(kept["customer_id"][with_code], kept["campaign"][with_code], as_of,
+        codes[with_code] = offer_codes(assigned["customer_id"][with_code], assigned["campaign"][with_code], as_of,
                                        config.offer_code_prefix, salt=config.offer_code_salt).to_numpy(dtype=object)
+    key = "value_at_risk" if order_by_value else "churn_probability"
+    assigned = assigned.assign(
+        offer_code=pd.Series(codes, index=assigned.index, dtype=object).astype(_TEXT),
+        sort_key=pd.to_numeric(assigned[key], errors="coerce"),
+    ).sort_values(["sort_key", "customer_id"], ascending=[False, True], na_position="last")
+    kept = assigned.loc[assigned["group"].eq("treated").to_numpy(dtype=bool)]
     kept = kept.assign(
-        offer_code=pd.Series(codes, index=kept.index, dtype=object).astype(_TEXT),
         offer_value=_format_numbers(kept["offer_value"]),
         offer_min_spend=_format_numbers(kept["offer_min_spend"]),
         churn_probability=kept["churn_probability"].astype("float64").round(4),
         monetary_total=pd.to_numeric(kept["monetary_total"], errors="coerce").round(2),
-    ).sort_values(["churn_probability", "customer_id"], ascending=[False, True], na_position="last")
-
-    counts = frame.loc[frame["reason"].ne("").to_numpy(dtype=bool)].groupby(
-        ["campaign", "reason"], observed=True).size()
+    )
+    left = planned.loc[planned["reason"].ne("").to_numpy(dtype=bool)]
+    counts = left.groupby(["campaign", "reason"], observed=True).size()
+    holdouts = assigned.loc[~assigned["group"].eq("treated").to_numpy(dtype=bool)].groupby(
+        "campaign", observed=True).size()
     result = CampaignResult(excluded={r: 0 for r in EXCLUSION_REASONS})
     folder = out_dir / "campaigns"
     folder.mkdir(parents=True, exist_ok=True)
     by_campaign = kept.groupby("campaign", sort=False, observed=True).indices
     for campaign, channel in channels.items():
         rows = kept.iloc[by_campaign[campaign]] if campaign in by_campaign else kept.iloc[:0]
+        profile = getattr(settings.get(campaign), "profile", "generic")
         if channel == "ads_audience":
-            out = rows.assign(email_sha256=email_sha256(rows["email"]))[list(ADS_COLUMNS)]
+            rows = rows.assign(email_sha256=email_sha256(rows["email"]))
+            cols = list(ADS_COLUMNS)
         else:
             cols = list(MAIL_COLUMNS) + (list(ACCOUNT_MANAGER_EXTRA) if channel == "account_manager" else [])
-            out = rows[cols]
-        path = folder / f"{campaign}.csv"
-        n = write_csv(_neutralise(out, NEUTRALISED_COLUMNS), path)
+        parts, warnings = profiles.render(profile, rows, campaign=campaign, generic_columns=cols)
+        result.warnings.extend(warnings)
+        n = 0
+        for name, text, count in parts:
+            path = folder / name
+            _atomic_write(path, lambda handle, text=text: handle.write(text))
+            n += count
+            result.files.append({"path": str(path), "rows": count, "campaign": campaign, "channel": channel,
+                                 "profile": profile})
         per = {r: int(counts.get((campaign, r), 0)) for r in EXCLUSION_REASONS}
         for r, v in per.items():
             result.excluded[r] += v
         result.excluded_by_campaign[campaign] = per
         result.recipients[campaign] = n
-        result.files.append({"path": str(path), "rows": n, "campaign": campaign, "channel": channel})
+        result.holdout[campaign] = int(holdouts.get(campaign, 0))
+        cost = pd.to_numeric(rows["offer_cost"], errors="coerce").sum() if "offer_cost" in rows else 0.0
+        result.offer_cost[campaign] = round(float(cost), 2)
+    ledger_cols = ["customer_id", "campaign", "channel", "offer_code", "offer_type", "offer_value", "offer_cost",
+                   "group", "send_at_utc", "language", "template"]
+    result.contacts = (assigned.reindex(columns=ledger_cols).rename(columns={"group": "group_name"})
+                       .sort_values(["campaign", "customer_id"]).reset_index(drop=True))
     return result
+
+
+# --- staging and publication --------------------------------------------------------------
+STAGING_PREFIX = ".staging-"
+#: Environment variable naming a fault-injection point (tests): the process kills itself there.
+FAULT_ENV = "CHURNCTL_FAULT"
+
+
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``$CHURNCTL_FAULT`` equals ``name`` (crash tests only)."""
+    if os.environ.get(FAULT_ENV) == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def new_staging(out_dir: Path) -> Path:
+    """Return a fresh, empty staging folder inside ``out_dir`` (``.staging-<random>``)."""
+    stage = Path(out_dir) / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
+    stage.mkdir(parents=True)
+    return stage
+
+
+def _manifest_paths(stage: Path, out_dir: Path) -> list[str] | None:
+    for where in (stage / "run.json", out_dir / "run.json"):
+        with contextlib.suppress(OSError, ValueError):
+            return [o["path"] for o in json.loads(where.read_text(encoding="utf-8")).get("outputs", [])]
+    return None
+
+
+def publish(stage: Path, out_dir: Path) -> None:
+    """Move the staged run into ``out_dir``: every output, then ``run.json`` last; prune stale campaigns.
+
+    Idempotent: after a crash it can be called again on the same folders (roll-forward). Campaign
+    files of ``out_dir/campaigns`` that the new manifest does not list are removed, so the folder
+    holds exactly the new run's set.
+    """
+    stage, out_dir = Path(stage), Path(out_dir)
+    paths = _manifest_paths(stage, out_dir)
+    if stage.is_dir():
+        staged = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*")
+                        if p.is_file() and p.name != COMMIT_MARKER and not p.name.endswith(".tmp"))
+        for rel in [p for p in staged if p != "run.json"] + (["run.json"] if "run.json" in staged else []):
+            target = out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, target)
+            fault_point(f"publish:{rel}")
+    if paths is not None and (out_dir / "campaigns").is_dir():
+        keep = {p for p in paths if p.startswith("campaigns/")}
+        for old in (out_dir / "campaigns").glob("*.csv"):
+            if f"campaigns/{old.name}" not in keep:
+                old.unlink()
+    with contextlib.suppress(OSError):
+        fd = os.open(out_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if stage.is_dir():
+        import shutil
+
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def discard_stagings(out_dirs: list[Path], keep: set[Path] = frozenset()) -> int:
+    """Remove ``.staging-*`` folders under each of ``out_dirs`` except ``keep``; return how many."""
+    import shutil
+
+    n = 0
+    for out_dir in out_dirs:
+        for stage in Path(out_dir).glob(f"{STAGING_PREFIX}*"):
+            if stage.is_dir() and stage.resolve() not in keep:
+                shutil.rmtree(stage, ignore_errors=True)
+                n += 1
+    return n
+
+
+COMMIT_MARKER = ".committed"
+
+
+def mark_committed(stage: Path) -> None:
+    """Write the staging folder's commit marker: from now on recovery publishes it."""
+    _atomic_write(Path(stage) / COMMIT_MARKER, lambda handle: handle.write("committed\n"))

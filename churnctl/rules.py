@@ -74,6 +74,15 @@ NO_ACTION = "no_action"
 CHANNELS = ("email", "ads_audience", "account_manager", "survey")
 OFFER_TYPES = ("percent_off", "amount_off", "free_shipping", "loyalty_points", "none")
 OPERATORS = ("equals", "not_equals", "in", "not_in", "min", "max", "is_null")
+#: Export profiles (churnctl/profiles.py) and the channels each one suits.
+PROFILE_CHANNELS: dict[str, tuple[str, ...]] = {
+    "generic": CHANNELS,
+    "mailchimp": ("email", "survey"),
+    "klaviyo": ("email", "survey"),
+    "meta_audience": ("ads_audience",),
+    "google_customer_match": ("ads_audience",),
+}
+PROFILES = tuple(PROFILE_CHANNELS)
 #: Columns of the actions frame returned by :func:`apply`, in order.
 ACTION_COLUMNS = ("rule", "campaign", "channel", "offer_type", "offer_value", "offer_min_spend",
                   "template")
@@ -96,6 +105,10 @@ PROBABILITY_COLUMNS = ("churn_probability",)
 _TOP_KEYS = ("version", "rules")
 _RULE_KEYS = ("name", "description", "when", "action")
 _ACTION_KEYS = ("campaign", "channel", "offer", "template")
+_SETTING_KEYS = ("profile", "cap", "budget", "templates", "holdout_share")
+_CAP_KEYS = ("max", "days", "group")
+_BUDGET_KEYS = ("max_recipients", "max_offer_cost")
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 _OFFER_KEYS = ("type", "value", "min_spend")
 _NEEDS_VALUE = ("percent_off", "amount_off", "loyalty_points")
 _TAKES_MIN_SPEND = ("percent_off", "amount_off", "free_shipping")
@@ -123,6 +136,26 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class CampaignSettings:
+    """Per-campaign contact settings from a rule's action (all optional).
+
+    ``profile``: export profile; ``cap_max`` contacts per ``cap_days`` days in ``cap_group``
+    (campaigns sharing a group share the cap; default the campaign itself);
+    ``max_recipients`` / ``max_offer_cost``: budget per run; ``templates``: language -> template;
+    ``holdout_share``: overrides ``contact.holdout_share``.
+    """
+
+    profile: str = "generic"
+    cap_max: int | None = None
+    cap_days: int | None = None
+    cap_group: str | None = None
+    max_recipients: int | None = None
+    max_offer_cost: float | None = None
+    templates: tuple[tuple[str, str], ...] = ()
+    holdout_share: float | None = None
+
+
+@dataclass(frozen=True)
 class Rule:
     """A named condition set and its action; ``channel``/``template`` are None for no_action."""
 
@@ -132,6 +165,7 @@ class Rule:
     channel: str | None
     offer: Offer
     template: str | None
+    settings: CampaignSettings = CampaignSettings()
 
 
 @dataclass(frozen=True)
@@ -146,6 +180,15 @@ class RuleSet:
     def campaigns(self) -> dict[str, str]:
         """Return campaign -> channel for every campaign the rules can assign (no_action excluded)."""
         return {r.campaign: r.channel for r in self.rules if r.campaign != NO_ACTION}
+
+    @property
+    def settings(self) -> dict[str, CampaignSettings]:
+        """Return campaign -> :class:`CampaignSettings` (the rules of one campaign agree on them)."""
+        out: dict[str, CampaignSettings] = {}
+        for r in self.rules:
+            if r.campaign != NO_ACTION and (r.campaign not in out or r.settings != CampaignSettings()):
+                out[r.campaign] = r.settings
+        return out
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -221,6 +264,7 @@ def parse(text: str, *, source: str, columns: Iterable[str] = ()) -> RuleSet:
     parsed: list[Rule] = []
     names: set[str] = set()
     channels: dict[str, tuple[str, str]] = {}
+    settings: dict[str, tuple[CampaignSettings, str]] = {}
     for i, item in enumerate(items, start=1):
         rule = _parse_rule(item, i, source, allowed)
         where = f"{source}: rule '{rule.name}'"
@@ -233,6 +277,12 @@ def parse(text: str, *, source: str, columns: Iterable[str] = ()) -> RuleSet:
                 raise ConfigError(
                     f"{where}: campaign '{rule.campaign}' has channel '{rule.channel}' but rule "
                     f"'{first[1]}' gives it '{first[0]}' (one campaign, one channel)")
+            if rule.settings != CampaignSettings():
+                first_s = settings.setdefault(rule.campaign, (rule.settings, rule.name))
+                if first_s[0] != rule.settings:
+                    raise ConfigError(
+                        f"{where}: campaign '{rule.campaign}' settings (profile, cap, budget, templates, "
+                        f"holdout_share) differ from rule '{first_s[1]}' (give them identically or once)")
         parsed.append(rule)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return RuleSet(rules=tuple(parsed), source=source, sha256=digest)
@@ -356,7 +406,7 @@ def _yaml_hint(value: Any) -> str:
 def _parse_action(raw: Any, name: str, conditions: tuple[Condition, ...], where: str) -> Rule:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: 'action' must be a mapping with keys {', '.join(_ACTION_KEYS)}")
-    _check_keys(raw, _ACTION_KEYS, where, "action key")
+    _check_keys(raw, _ACTION_KEYS + _SETTING_KEYS, where, "action key")
     if "campaign" not in raw:
         raise ConfigError(f"{where}: missing action key 'campaign'")
     campaign = raw["campaign"]
@@ -382,7 +432,68 @@ def _parse_action(raw: Any, name: str, conditions: tuple[Condition, ...], where:
     if channel == "ads_audience" and offer.type != "none":
         raise ConfigError(
             f"{where}: ads_audience rules take offer type none (an audience file carries no offer codes)")
-    return Rule(name, conditions, campaign, channel, offer, template)
+    return Rule(name, conditions, campaign, channel, offer, template, _parse_settings(raw, channel, where))
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _parse_settings(raw: dict, channel: str, where: str) -> CampaignSettings:
+    """Return the campaign settings of an action (profile, cap, budget, templates, holdout_share)."""
+    kw: dict[str, Any] = {}
+    if "profile" in raw:
+        profile = raw["profile"]
+        if profile not in PROFILES:
+            raise ConfigError(f"{where}: {_unknown('profile', profile, PROFILES, list_all=True)}")
+        if channel not in PROFILE_CHANNELS[profile]:
+            raise ConfigError(f"{where}: profile '{profile}' is for channel "
+                              f"{' or '.join(PROFILE_CHANNELS[profile])}, not '{channel}'")
+        kw["profile"] = profile
+    if "cap" in raw:
+        cap = raw["cap"]
+        if not isinstance(cap, dict):
+            raise ConfigError(f"{where}: 'cap' must be a mapping such as {{max: 1, days: 60}}")
+        _check_keys(cap, _CAP_KEYS, where, "cap key")
+        if not _whole(cap.get("max"), 1):
+            raise ConfigError(f"{where}: cap 'max' must be a whole number of 1 or more, got {cap.get('max')!r}")
+        if not _whole(cap.get("days"), 1):
+            raise ConfigError(f"{where}: cap 'days' must be a whole number of 1 or more, got {cap.get('days')!r}")
+        group = cap.get("group")
+        if group is not None and (not isinstance(group, str) or not _CAMPAIGN_RE.match(group)):
+            raise ConfigError(f"{where}: cap 'group' must be a name of lower-case letters, digits, '_' or '-'")
+        kw.update(cap_max=cap["max"], cap_days=cap["days"], cap_group=group)
+    if "budget" in raw:
+        budget = raw["budget"]
+        if not isinstance(budget, dict) or not budget:
+            raise ConfigError(f"{where}: 'budget' must be a mapping such as {{max_recipients: 500, max_offer_cost: 2000}}")
+        _check_keys(budget, _BUDGET_KEYS, where, "budget key")
+        if "max_recipients" in budget:
+            if not _whole(budget["max_recipients"], 0):
+                raise ConfigError(f"{where}: budget max_recipients must be a whole number of 0 or more, "
+                                  f"got {budget['max_recipients']!r}")
+            kw["max_recipients"] = budget["max_recipients"]
+        if "max_offer_cost" in budget:
+            if not _is_number(budget["max_offer_cost"]) or budget["max_offer_cost"] < 0:
+                raise ConfigError(f"{where}: budget max_offer_cost must be a number of 0 or more, "
+                                  f"got {budget['max_offer_cost']!r}")
+            kw["max_offer_cost"] = float(budget["max_offer_cost"])
+    if "templates" in raw:
+        templates = raw["templates"]
+        if not isinstance(templates, dict) or not templates:
+            raise ConfigError(f"{where}: 'templates' must be a mapping of language to template, e.g. {{de: name_de}}")
+        for lang, tpl in templates.items():
+            if not isinstance(lang, str) or not _LANGUAGE_RE.match(lang):
+                raise ConfigError(f"{where}: templates language {lang!r} must be a lower-case code such as 'de'")
+            if not isinstance(tpl, str) or not tpl.strip():
+                raise ConfigError(f"{where}: templates '{lang}' must be text, got {tpl!r}")
+        kw["templates"] = tuple(sorted(templates.items()))
+    if "holdout_share" in raw:
+        share = raw["holdout_share"]
+        if not _is_number(share) or not 0 <= share < 1:
+            raise ConfigError(f"{where}: holdout_share must be a number in [0, 1), got {share!r}")
+        kw["holdout_share"] = float(share)
+    return CampaignSettings(**kw)
 
 
 def _parse_offer(raw: Any, where: str) -> Offer:

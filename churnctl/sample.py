@@ -695,16 +695,48 @@ def _people(cust: dict) -> None:
     email = _join(_pick([_ascii(f) for f in firsts], fi), ".", _pick(lasts, li), number, "@",
                   _pick(_DOMAINS, cust["domain"]))
     relay = _join(pc.utf8_lower(code), number, "@marketplace.example.com")
+    # Phone, city and zip derive from the customer number (no random draw: the other columns
+    # stay exactly as they were). Half the phones are written nationally (trunk 0), half
+    # internationally, as shops export them; marketplace buyers have none.
+    num = np.asarray(cust["number"], dtype=np.int64)
+    subscriber = _digits(1_000_000 + (num * 7_919 + 1_003) % 9_000_000)  # 7 digits
+    calling = _pick([_CALLING[c[0]] for c in _COUNTRIES], country)
+    prefix = _pick([_MOBILE[c[0]] for c in _COUNTRIES], country)
+    national = _join(_pick([("" if c[0] in ("US", "CA") else "0") for c in _COUNTRIES], country), prefix,
+                     " ", subscriber)
+    intl = _join("+", calling, " ", prefix, " ", subscriber)
+    phone = _where(num % 2 == 0, intl, national)
+    cities = [_CITIES[c[0]] for c in _COUNTRIES]
+    c_off = np.cumsum([len(x) for x in cities]) - np.array([len(x) for x in cities])
+    city = _pick([v for lst in cities for v in lst], c_off[country] + num % 3)
+    zip_width = np.array([_ZIP_WIDTH[c[0]] for c in _COUNTRIES])[country]
+    zip_code = _digits(10 ** (zip_width - 1) + (num * 104_729) % (9 * 10 ** (zip_width - 1)))
     cust.update(
         id=_where(market, _join("amz-", code), plain),
         email=_where(market, relay, email),
         first_name=_pick(firsts, fi),
+        last_name=pc.utf8_capitalize(_pick(lasts, li)),
+        phone=_where(market, pa.scalar("", pa.string()), phone),
+        city=city,
+        zip=zip_code,
         timezone=_pick(zones, zi),
         country_code=_pick([c[0] for c in _COUNTRIES], country),
         language=_pick([c[5] for c in _COUNTRIES], country),
     )
 
 
+_CALLING = {"US": "1", "GB": "44", "DE": "49", "FR": "33", "NL": "31", "ES": "34", "IT": "39", "SE": "46",
+            "CH": "41", "CA": "1", "AU": "61", "JP": "81"}
+_MOBILE = {"US": "212", "GB": "7700", "DE": "151", "FR": "6", "NL": "6", "ES": "6", "IT": "3", "SE": "70",
+           "CH": "79", "CA": "416", "AU": "4", "JP": "90"}
+_CITIES = {"US": ("New York", "Chicago", "Austin"), "GB": ("London", "Leeds", "Bristol"),
+           "DE": ("Berlin", "München", "Köln"), "FR": ("Paris", "Lyon", "Saint-Étienne"),
+           "NL": ("Amsterdam", "Utrecht", "Den Haag"), "ES": ("Madrid", "Sevilla", "A Coruña"),
+           "IT": ("Roma", "Milano", "Reggio Emilia"), "SE": ("Stockholm", "Göteborg", "Malmö"),
+           "CH": ("Zürich", "Genève", "Basel"), "CA": ("Toronto", "Montréal", "Calgary"),
+           "AU": ("Sydney", "Melbourne", "Perth"), "JP": ("Tokyo", "Osaka", "Kyoto")}
+_ZIP_WIDTH = {"US": 5, "GB": 5, "DE": 5, "FR": 5, "NL": 4, "ES": 5, "IT": 5, "SE": 5, "CH": 4, "CA": 5,
+              "AU": 4, "JP": 5}
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SCATTER = 9_876_543_211  # odd and not a multiple of 31: invertible modulo 62**6 = 2**6 * 31**6
 
@@ -830,6 +862,10 @@ def _customer_frame(cust: dict, world: _World) -> pd.DataFrame:
         "timezone": cust["timezone"],
         "marketing_consent": _where(cust["consent"], "true", "false"),
         "unsubscribed": _where(cust["unsubscribe"] < world.days, "true", "false"),
+        "last_name": cust["last_name"],
+        "phone": cust["phone"],
+        "city": cust["city"],
+        "zip": cust["zip"],
     }
     return pd.DataFrame({k: _text(columns[k]) for k in CUSTOMER_COLUMNS})
 
@@ -844,3 +880,85 @@ def _truth_frame(cust: dict, world: _World) -> pd.DataFrame:
         "churn_date": _where(left, _days(sec // _DAY_SECONDS), ""),
     }
     return pd.DataFrame({k: _text(columns[k]) for k in TRUTH_COLUMNS})
+
+
+# --- simulated treatment effect (issue 5) ------------------------------------------------------
+#: Planted effect per campaign: the chance that a treated customer who would not have ordered in
+#: the window orders because of the campaign. Campaigns not listed get ``DEFAULT_EFFECT``.
+TREATMENT_EFFECTS = {
+    "price_coupon": 0.25, "logistics_express": 0.20, "service_account_manager": 0.30,
+    "service_survey": 0.05, "product_feedback": 0.10, "engagement_retarget": 0.05,
+    "vip_winback": 0.30, "winback_30": 0.15, "winback_60": 0.15, "winback_90": 0.12,
+}
+DEFAULT_EFFECT = 0.10
+
+
+def treatment_orders(contacts: pd.DataFrame, orders: pd.DataFrame, *, window_days: int = 30,
+                     effects: dict[str, float] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Return extra orders planted for treated contacts: the simulated effect of a campaign.
+
+    A treated customer (``group_name == "treated"``) who has no completed order in ``orders``
+    within ``window_days`` after the planned send buys once, with probability
+    ``effects[campaign]`` (default :data:`TREATMENT_EFFECTS`), at a uniformly drawn moment of the
+    window; the order repeats their latest order's amount, currency, country and channel.
+    Holdout customers are never touched, so treated minus holdout estimates the effect.
+
+    Parameters
+    ----------
+    contacts : DataFrame
+        Ledger rows: ``run_id, customer_id, campaign, group_name, send_at_utc``.
+    orders : DataFrame
+        The sample's orders as text (``sample.generate(...).orders`` or read from the CSV).
+    window_days : int
+        Outcome window after the send.
+    effects : dict, optional
+        campaign -> probability.
+    seed : int
+        Same inputs and seed give the same orders.
+
+    Returns
+    -------
+    DataFrame
+        Text frame with the columns of ``orders`` (``order_id`` ``T<run>-<n>``, status
+        ``completed``) and a ``planted_for`` column (the campaign), one row per planted order.
+    """
+    effects = {**TREATMENT_EFFECTS, **(effects or {})}
+    treated = contacts.loc[contacts["group_name"].eq("treated").to_numpy(dtype=bool)]
+    treated = treated.sort_values(["run_id", "campaign", "customer_id"]).reset_index(drop=True)
+    cols = list(orders.columns)
+    if treated.empty:
+        return pd.DataFrame(columns=cols + ["planted_for"], dtype=object)
+    o = orders.assign(_t=pd.to_datetime(orders["order_date"], utc=True, errors="coerce").dt.tz_localize(None),
+                      _amount=pd.to_numeric(orders["amount"], errors="coerce"))
+    o = o.loc[o["_t"].notna().to_numpy() & o["_amount"].notna().to_numpy()]
+    done = o.loc[o["status"].eq("completed").to_numpy(dtype=bool, na_value=False)] if "status" in o else o
+    start = pd.to_datetime(treated["send_at_utc"])
+    end = start + pd.Timedelta(days=window_days)
+    pairs = pd.DataFrame({"row": np.arange(len(treated)), "customer_id": treated["customer_id"].astype(str),
+                          "start": start, "end": end})
+    hits = pairs.merge(done[["customer_id", "_t"]].astype({"customer_id": str}), on="customer_id")
+    inside = (hits["_t"] > hits["start"]) & (hits["_t"] <= hits["end"])
+    natural = np.zeros(len(treated), dtype=bool)
+    natural[hits.loc[inside.to_numpy(dtype=bool), "row"].unique()] = True
+    rng = np.random.default_rng([seed, len(treated)])
+    u, when = rng.random(len(treated)), rng.random(len(treated))
+    p = treated["campaign"].map(effects).astype(float).fillna(DEFAULT_EFFECT).to_numpy()
+    buy = ~natural & (u < p)
+    chosen = treated.loc[buy]
+    if chosen.empty:
+        return pd.DataFrame(columns=cols + ["planted_for"], dtype=object)
+    last = o.sort_values("_t", kind="stable").groupby("customer_id", sort=False).tail(1).set_index("customer_id")
+    base = last.reindex(chosen["customer_id"].astype(str))
+    t = start[buy] + pd.to_timedelta(np.floor(when[buy] * window_days * 86400), unit="s")
+    out = pd.DataFrame({c: pd.Series("", index=range(len(chosen)), dtype=object) for c in cols})
+    out["order_id"] = ("T" + chosen["run_id"].astype(str).str.replace("-", "", regex=False) + "-"
+                       + pd.Series(np.arange(len(chosen)), index=chosen.index).astype(str)).to_numpy()
+    out["customer_id"] = chosen["customer_id"].astype(str).to_numpy()
+    out["order_date"] = t.dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy()
+    for c in ("amount", "currency", "country", "channel", "email", "first_name", "category", "items"):
+        if c in cols:
+            out[c] = base[c].astype(object).fillna("").to_numpy()
+    if "status" in cols:
+        out["status"] = "completed"
+    out["planted_for"] = chosen["campaign"].to_numpy()
+    return out.astype(str)

@@ -75,6 +75,11 @@ CUSTOMER_OPTIONAL = (
     "timezone",
     "marketing_consent",
     "unsubscribed",
+    # Personal data for export profiles only (issue 5): Meta / Google audiences, Mailchimp, Klaviyo.
+    "last_name",
+    "phone",
+    "city",
+    "zip",
 )
 CUSTOMER_COLUMNS = CUSTOMER_REQUIRED + CUSTOMER_OPTIONAL
 

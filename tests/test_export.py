@@ -225,6 +225,10 @@ def campaign_inputs():
     return scores, actions, contacts
 
 
+def nonzero(counts: dict) -> dict:
+    return {k: v for k, v in counts.items() if v}
+
+
 def test_write_campaigns_lists_exclusions_and_order(tmp_path):
     scores, actions, contacts = campaign_inputs()
     result = export.write_campaigns(tmp_path, scores, actions, contacts, AS_OF, ExportConfig(),
@@ -232,13 +236,14 @@ def test_write_campaigns_lists_exclusions_and_order(tmp_path):
                                                "ads": "ads_audience", "empty_one": "survey"})
     assert [f["campaign"] for f in result.files] == ["coupon", "am", "ads", "empty_one"]
     assert result.files[0] == {"path": str(tmp_path / "campaigns" / "coupon.csv"), "rows": 4,
-                               "campaign": "coupon", "channel": "email"}
+                               "campaign": "coupon", "channel": "email", "profile": "generic"}
     assert result.recipients == {"coupon": 4, "am": 1, "ads": 1, "empty_one": 0}
     # first failing reason wins: "both" has a blank email and no consent -> no_email
-    assert result.excluded == {"no_email": 3, "no_consent": 2, "unsubscribed": 1}
-    assert result.excluded_by_campaign["coupon"] == {"no_email": 2, "no_consent": 2, "unsubscribed": 1}
-    assert result.excluded_by_campaign["ads"] == {"no_email": 1, "no_consent": 0, "unsubscribed": 0}
-    assert result.excluded_by_campaign["am"] == {"no_email": 0, "no_consent": 0, "unsubscribed": 0}
+    assert nonzero(result.excluded) == {"no_email": 3, "no_consent": 2, "unsubscribed": 1}
+    assert set(result.excluded) == set(export.EXCLUSION_REASONS)
+    assert nonzero(result.excluded_by_campaign["coupon"]) == {"no_email": 2, "no_consent": 2, "unsubscribed": 1}
+    assert nonzero(result.excluded_by_campaign["ads"]) == {"no_email": 1}
+    assert nonzero(result.excluded_by_campaign["am"]) == {}
     assert sorted(p.name for p in (tmp_path / "campaigns").iterdir()) == \
         ["ads.csv", "am.csv", "coupon.csv", "empty_one.csv"]
     assert leftovers(tmp_path) == []
@@ -275,7 +280,7 @@ def test_unknown_consent_allowed_when_not_required(tmp_path):
     scores, actions, contacts = campaign_inputs()
     result = export.write_campaigns(tmp_path, scores, actions, contacts, AS_OF,
                                     ExportConfig(require_consent=False))
-    assert result.excluded == {"no_email": 3, "no_consent": 1, "unsubscribed": 1}
+    assert nonzero(result.excluded) == {"no_email": 3, "no_consent": 1, "unsubscribed": 1}
     assert "unknown" in read(tmp_path / "campaigns" / "coupon.csv")["customer_id"].tolist()
     assert [f["campaign"] for f in result.files] == ["coupon", "am", "ads"]  # from actions
 
@@ -293,7 +298,7 @@ def test_customers_missing_from_contacts_count_as_no_email(tmp_path):
     scores, actions, contacts = campaign_inputs()
     result = export.write_campaigns(tmp_path, scores, actions, contacts.iloc[:0], AS_OF, ExportConfig())
     assert result.recipients == {"coupon": 0, "am": 1, "ads": 0}
-    assert result.excluded == {"no_email": 11, "no_consent": 0, "unsubscribed": 0}
+    assert nonzero(result.excluded) == {"no_email": 11}
     am = read(tmp_path / "campaigns" / "am.csv")
     assert am.loc[0, "country"] == "DE" and am.loc[0, "language"] == "de"  # from the scores frame
 
@@ -316,3 +321,35 @@ def test_campaign_names_cannot_escape_the_folder(tmp_path):
     with pytest.raises(ValueError, match="not a valid file name"):
         export.write_campaigns(tmp_path, scores, bad, contacts, AS_OF, ExportConfig())
     assert not (tmp_path.parent / "evil.csv").exists()
+
+
+def test_planned_export_with_profiles_holdout_and_ledger_rows(tmp_path):
+    from churnctl import policy
+    from churnctl.config import ContactConfig
+    from churnctl.rules import CampaignSettings
+
+    scores, actions, contacts = campaign_inputs()
+    scores = scores.assign(aov=50.0, value_at_risk=[5.0, 1.0] + [2.0] * 11)
+    frame, channels = export.candidates(scores, actions, contacts, ExportConfig())
+    settings = {"coupon": CampaignSettings(profile="klaviyo"), "ads": CampaignSettings(profile="google_customer_match")}
+    planned = policy.plan(frame, history=None, settings=settings, contact=ContactConfig(holdout_share=0.0),
+                          as_of=AS_OF)
+    planned.loc[planned["customer_id"].eq("tie_a"), "group"] = "holdout"   # as if drawn
+    result = export.write_planned(tmp_path, planned, channels, AS_OF, ExportConfig(), settings=settings,
+                                  order_by_value=True)
+    coupon = read(tmp_path / "campaigns" / "coupon.csv")
+    assert list(coupon.columns[:5]) == ["Email", "First Name", "Last Name", "Phone Number", "Email Marketing Consent"]
+    assert coupon["customer_id"].tolist() == ["007", "tie_b", "AbC"]   # value_at_risk 5, 2, 1; tie_a held out
+    ads = read(tmp_path / "campaigns" / "ads.csv")
+    assert list(ads.columns) == ["Email", "Phone", "First Name", "Last Name", "Country", "Zip"]
+    assert ads.loc[0, "Email"] == hashlib.sha256(b"foo@example.com").hexdigest()
+    assert result.recipients == {"coupon": 3, "am": 1, "ads": 1} and result.holdout["coupon"] == 1
+    assert [f["profile"] for f in result.files] == ["klaviyo", "generic", "google_customer_match"]
+    ledger_rows = result.contacts
+    assert list(ledger_rows.columns) == ["customer_id", "campaign", "channel", "offer_code", "offer_type",
+                                         "offer_value", "offer_cost", "group_name", "send_at_utc", "language",
+                                         "template"]
+    held = ledger_rows.set_index("customer_id").loc["tie_a"]
+    assert held["group_name"] == "holdout" and pd.isna(held["offer_code"])   # holdouts get no code
+    assert ledger_rows.loc[ledger_rows["customer_id"].eq("007"), "offer_cost"].item() == 15.0
+    assert "email" not in ledger_rows.columns and "first_name" not in ledger_rows.columns

@@ -144,13 +144,13 @@ def test_empty_scores_frame(tmp_path, scores):
 
 
 def test_extra_columns_must_be_declared(tmp_path, scores):
-    when = "{value_at_risk: {min: 100}}"
-    with pytest.raises(ConfigError, match="unknown column 'value_at_risk'"):
+    when = "{margin_at_risk: {min: 100}}"
+    with pytest.raises(ConfigError, match="unknown column 'margin_at_risk'"):
         one_rule(tmp_path, when)
-    rs = one_rule(tmp_path, when, columns=["value_at_risk"])
-    frame = scores.assign(value_at_risk=[50.0, 100.0, 150.0, np.nan, 0.0])
+    rs = one_rule(tmp_path, when, columns=["margin_at_risk"])
+    frame = scores.assign(margin_at_risk=[50.0, 100.0, 150.0, np.nan, 0.0])
     assert matched(frame, rs) == ["c2", "c3"]
-    with pytest.raises(ConfigError, match=r"rule 'r': column 'value_at_risk' is not in the scores"):
+    with pytest.raises(ConfigError, match=r"rule 'r': column 'margin_at_risk' is not in the scores"):
         rules.apply(scores, rs)
 
 
@@ -287,7 +287,9 @@ def realistic(rows: list[tuple]) -> pd.DataFrame:
         "country": ["DE"] * n, "channel": ["web"] * n, "top_cause": cause,
         **{c: [0.1] * n for c in schema.CAUSE_COLUMNS}, "reasons": ["no order in a while"] * n,
     }, index=pd.Index(list(ids), name="customer_id"))
-    assert list(frame.columns) == list(schema.SCORE_COLUMNS[1:])
+    # Value columns (issue 4) follow `reasons`; the default rules do not need them.
+    base = list(schema.SCORE_COLUMNS[1:])
+    assert list(frame.columns) == base[: base.index("reasons") + 1]
     return frame
 
 
@@ -329,3 +331,53 @@ def test_no_default_rule_is_shadowed():
     assert winners == {r.name for r in rs.rules}
     campaigns = set(rules.apply(frame, rs)["campaign"])
     assert campaigns == set(rs.campaigns) | {"no_action"}
+
+
+# --- per-campaign contact settings (issue 5) ----------------------------------------------
+def action(extra: str, channel: str = "email", offer: str = "{type: none}", campaign: str = "c",
+           name: str = "r") -> str:
+    return (f"  - name: {name}\n    action: {{campaign: {campaign}, channel: {channel}, offer: {offer}, "
+            f"template: t{extra}}}\n")
+
+
+def test_campaign_settings_parsed(tmp_path):
+    rs = ruleset(tmp_path, action(", profile: mailchimp, cap: {max: 1, days: 60, group: winback}, "
+                                  "budget: {max_recipients: 500, max_offer_cost: 2000}, "
+                                  "templates: {fr: t_fr, de: t_de}, holdout_share: 0.2")
+                 + action("", campaign="c", name="r2"))
+    assert rs.settings == {"c": rules.CampaignSettings(
+        profile="mailchimp", cap_max=1, cap_days=60, cap_group="winback", max_recipients=500,
+        max_offer_cost=2000.0, templates=(("de", "t_de"), ("fr", "t_fr")), holdout_share=0.2)}
+    assert ruleset(tmp_path, action("")).settings == {"c": rules.CampaignSettings()}
+
+
+@pytest.mark.parametrize("extra, channel, message", [
+    (", profile: hubspot", "email", "unknown profile 'hubspot'"),
+    (", profile: meta_audience", "email", "profile 'meta_audience' is for channel ads_audience, not 'email'"),
+    (", profile: mailchimp", "ads_audience", "profile 'mailchimp' is for channel email or survey, not 'ads_audience'"),
+    (", cap: {max: 0, days: 60}", "email", "cap 'max' must be a whole number of 1 or more, got 0"),
+    (", cap: {max: 1}", "email", "cap 'days' must be a whole number of 1 or more, got None"),
+    (", cap: {max: 1, days: 9, every: 2}", "email", "unknown cap key 'every'"),
+    (", budget: {max_recipients: -1}", "email", "budget max_recipients must be a whole number of 0 or more"),
+    (", budget: {max_offer_cost: lots}", "email", "budget max_offer_cost must be a number of 0 or more"),
+    (", budget: {max_cost: 5}", "email", r"unknown budget key 'max_cost' \(did you mean 'max_offer_cost'\?\)"),
+    (", templates: {German: t_de}", "email", "templates language 'German' must be a lower-case code"),
+    (", holdout_share: 1.0", "email", r"holdout_share must be a number in \[0, 1\), got 1.0"),
+    (", holdout: 0.1", "email", r"unknown action key 'holdout' \(did you mean 'holdout_share'\?\)"),
+])
+def test_campaign_setting_errors(tmp_path, extra, channel, message):
+    with pytest.raises(ConfigError, match=message):
+        ruleset(tmp_path, action(extra, channel=channel))
+
+
+def test_rules_of_one_campaign_must_agree_on_settings(tmp_path):
+    body = action(", budget: {max_recipients: 5}") + action(", budget: {max_recipients: 6}", name="r2")
+    with pytest.raises(ConfigError, match="rule 'r2': campaign 'c' settings .* differ from rule 'r'"):
+        ruleset(tmp_path, body)
+
+
+def test_default_rules_cap_every_winback_in_one_group():
+    settings = rules.load(None).settings
+    capped = {c for c, s in settings.items() if s.cap_group == "winback"}
+    assert capped == {"vip_winback", "winback_30", "winback_60", "winback_90"}
+    assert all((settings[c].cap_max, settings[c].cap_days) == (1, 60) for c in capped)

@@ -273,3 +273,49 @@ def test_tiny_history_works():
     d = sample.generate(1, seed=0, end_date=END, years=0.5)
     assert len(d.customers) == 1 and len(d.truth) == 1 and len(d.orders) >= 1
     assert re.fullmatch(r"C\d{7}|amz-\w{6}", d.customers["customer_id"].iloc[0])
+
+
+# --- contact columns and the simulated treatment effect (issue 5) ---------------------------
+def test_customers_have_phone_last_name_city_zip():
+    from churnctl import profiles
+
+    data = sample.generate(300, seed=4, end_date="2026-06-30")
+    cust = data.customers
+    assert {"last_name", "phone", "city", "zip"} <= set(cust.columns)
+    market = cust["customer_id"].str.startswith("amz-")
+    assert cust.loc[market, "phone"].eq("").all() and cust.loc[~market, "phone"].ne("").all()
+    e164 = profiles.e164(cust.loc[~market, "phone"], cust.loc[~market, "country"])
+    assert e164.notna().all() and e164.str.fullmatch(r"\+[0-9]{10,13}").all()
+    assert cust["last_name"].str.match(r"^[A-Z]").all() and cust["zip"].str.fullmatch(r"[1-9][0-9]{3,4}").all()
+
+
+def _contacts(ids, group, campaign="price_coupon", send="2026-07-01 08:00"):
+    return pd.DataFrame({"run_id": "2026-06-30", "customer_id": ids, "campaign": campaign, "group_name": group,
+                         "send_at_utc": pd.Timestamp(send)})
+
+
+def test_treatment_orders_only_for_treated_without_a_natural_order():
+    orders = pd.DataFrame({
+        "order_id": ["1", "2", "3", "4"], "customer_id": ["a", "b", "b", "h"],
+        "order_date": ["2026-06-01T10:00:00Z", "2026-06-01T10:00:00Z", "2026-07-05T10:00:00Z", "2026-06-01T10:00:00Z"],
+        "amount": ["10.00", "20.00", "30.00", "40.00"], "currency": ["EUR", "USD", "USD", "USD"],
+        "status": ["completed"] * 4})
+    c = _contacts(["a", "b", "h"], ["treated", "treated", "holdout"])
+    got = sample.treatment_orders(c, orders, effects={"price_coupon": 1.0})
+    # b already ordered in the window, h is holdout: only a gets a planted order
+    assert got[["customer_id", "amount", "currency", "status", "planted_for"]].values.tolist() == [
+        ["a", "10.00", "EUR", "completed", "price_coupon"]]
+    t = pd.Timestamp(got.loc[0, "order_date"].rstrip("Z"))
+    assert pd.Timestamp("2026-07-01 08:00") <= t <= pd.Timestamp("2026-07-31 08:00")
+    assert list(got.columns) == list(orders.columns) + ["planted_for"]
+    assert sample.treatment_orders(c, orders, effects={"price_coupon": 0.0}).empty
+
+
+def test_treatment_effect_rate_and_determinism():
+    ids = [f"c{i}" for i in range(4000)]
+    orders = pd.DataFrame({"order_id": ids, "customer_id": ids, "order_date": "2026-05-01T00:00:00Z",
+                           "amount": "50.00", "status": "completed"})
+    c = _contacts(ids, "treated", campaign="winback_30")
+    got = sample.treatment_orders(c, orders, seed=3)
+    assert abs(len(got) / 4000 - sample.TREATMENT_EFFECTS["winback_30"]) < 0.02
+    pd.testing.assert_frame_equal(got, sample.treatment_orders(c, orders, seed=3))
