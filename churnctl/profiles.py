@@ -29,7 +29,7 @@ Every profile neutralises spreadsheet formulas: a text cell that starts with ``=
 ``-``, ``@``, tab or CR gets a leading ``'``. Hashes and E.164 phone numbers (``+`` followed by
 digits only, which a spreadsheet reads as a number, not a formula) are exempt.
 
-Phone numbers (:func:`e164`): a minimal, documented normaliser instead of a 40 MB library.
+Phone numbers (:func:`e164`): a minimal, documented normaliser instead of a phone-number library.
 A number written with ``+`` or ``00`` is taken as international; otherwise it is national: its
 trunk ``0`` is dropped (Italy keeps it) and the country's calling code is put in front
 (:data:`CALLING_CODES`; a country not listed gives no phone). The result must have 8 to 15
