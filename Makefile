@@ -30,5 +30,10 @@ sample: $(STAMP)
 simulate: $(STAMP)
 	$(BIN)/python scripts/simulate.py --out sim --customers 3000 --nights 5
 
+# Benchmark (bench/benchmark.py): generates 1M orders once into BENCH_DATA (outside the repo).
+BENCH_DATA ?= $${TMPDIR:-/tmp}/churnctl-bench
+bench: $(STAMP)
+	$(BIN)/python bench/benchmark.py --data $(BENCH_DATA) --sizes 1m
+
 clean:
 	rm -rf out models state sim .pytest_cache

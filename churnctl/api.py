@@ -227,18 +227,25 @@ def build_features(
     events: PathLike | None = None,
     out: PathLike | None = None,
     config: Config,
+    engine: str | None = None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
-    """Return the features frame at ``as_of``; write ``out`` (CSV) when given."""
+    """Return the features frame at ``as_of``; write ``out`` when given (Parquet if it ends
+    in ``.parquet``, else CSV).  ``engine="dask"`` computes them on a Dask cluster."""
     timer = Timer()
     inputs = load_inputs(orders, events=events, config=config, timer=timer)
     _check_rejects(inputs, None, config)
     ts = as_of_timestamp(as_of)
+    eng = _engine(engine, scheduler)
     with timer.stage("features") as info:
-        frame = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
+        if eng is not None:
+            frame = eng.features(inputs.orders, ts, events=inputs.events, config=config.features)
+        else:
+            frame = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
         info["customers"] = len(frame)
         info["features"] = len(features.model_columns(frame))
     if out is not None:
-        export.write_csv(frame.reset_index(), Path(out))
+        write_table(frame.reset_index(), Path(out))
     return frame
 
 
@@ -253,16 +260,24 @@ def train(
     config: Config,
     inputs: Inputs | None = None,
     timer: Timer | None = None,
+    engine: str | None = None,
+    scheduler: str | None = None,
 ) -> TrainSummary:
-    """Train on snapshots before ``as_of``; write the model artifact and ``metrics.json``."""
+    """Train on snapshots before ``as_of``; write the model artifact and ``metrics.json``.
+
+    ``engine="dask"`` builds the snapshots and fits XGBoost on a Dask cluster."""
     timer = timer or Timer()
     if inputs is None:
         inputs = load_inputs(orders, events=events, config=config, timer=timer)
         _check_rejects(inputs, None, config)
     path = Path(model_path or config.model.path)
     ts = as_of_timestamp(as_of)
+    eng = _engine(engine, scheduler)
     with timer.stage("train") as info:
-        fitted = model.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
+        if eng is not None:
+            fitted = eng.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
+        else:
+            fitted = model.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
         m = fitted.meta.get("metrics", {})
         info["algo"] = fitted.algo
         info["rows"] = m.get("train_rows")
@@ -312,8 +327,14 @@ def _score(
     timer: Timer | None = None,
     trained: bool = False,
     ledger_handle: ledger.Ledger | None = None,
+    engine: str | None = None,
+    scheduler: str | None = None,
+    scores_format: str = "csv",
 ) -> RunSummary:
-    """Score customers at ``as_of``; write scores, rejects, campaign CSVs and ``run.json``."""
+    """Score customers at ``as_of``; write scores, rejects, campaign CSVs and ``run.json``.
+
+    ``engine="dask"`` computes features and scores on a Dask cluster (same results);
+    ``scores_format="parquet"`` writes ``scores.parquet`` instead of ``scores.csv``."""
     started = datetime.now(timezone.utc)
     timer = timer or Timer()
     out = Path(out)
@@ -323,20 +344,25 @@ def _score(
     ruleset = rules.load(Path(rules_file) if rules_file else None, columns=scoring_columns())
     path = Path(model_path or config.model.path)
     fitted = model.load(path)
+    scores_name = _scores_name(scores_format)
+    eng = _engine(engine, scheduler)
     if inputs is None:
         inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer)
     _check_rejects_or_write(inputs, out, config)
 
     with timer.stage("features") as info:
         after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
-        feats = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
+        if eng is not None:
+            feats = eng.scoring_features(inputs.orders, ts, config, events=inputs.events)
+        else:
+            feats = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
         info["customers"] = len(feats)
         info["orders_after_as_of"] = after
     if feats.empty:
         raise InputError(f"no customer has a completed order on or before {ts.date()}: nothing to score")
     fitted.check_features(feats)
     with timer.stage("score") as info:
-        scores = scoring.score(feats, fitted, config)
+        scores = eng.score(feats, fitted, config) if eng is not None else scoring.score(feats, fitted, config)
         risk_counts = {t: int(n) for t, n in scores["risk_tier"].value_counts().items()}
         info.update(risk_counts)
     with timer.stage("rules") as info:
@@ -350,7 +376,7 @@ def _score(
         if ledger_handle is None:
             recover(None, out_dirs=[out])
         stage = export.new_staging(out)
-        rows = export.write_csv(scores.reset_index(), stage / "scores.csv")
+        rows = write_table(scores.reset_index(), stage / scores_name)
         export.write_rejects(inputs.rejects, stage)
         result = _plan_and_write(stage, scores, actions, inputs, ruleset, ts, config, ledger_handle)
         info["treated"] = sum(result.recipients.values())
@@ -364,7 +390,7 @@ def _score(
                               "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
                              for name, frame in tables.items()]
 
-    outputs = [{"path": "scores.csv", "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
+    outputs = [{"path": scores_name, "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
     for f in result.files:
         outputs.append({**f, "path": Path(f["path"]).relative_to(stage).as_posix()})
     outputs += aggregate_outputs
@@ -456,10 +482,13 @@ def run(config: Config, **kwargs: Any) -> RunSummary:
 
 def _run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike] | None = None,
          events: PathLike | None = None, customers: PathLike | None = None,
-         out_root: PathLike | None = None, ledger_handle: ledger.Ledger | None = None) -> RunSummary:
+         out_root: PathLike | None = None, engine: str | None = None,
+         scheduler: str | None = None, scores_format: str = "csv",
+         ledger_handle: ledger.Ledger | None = None) -> RunSummary:
     """The nightly job: retrain when needed, then score, apply rules and export.
 
     Outputs go to ``<output_dir>/<as_of>/``.  ``as_of`` defaults to today (UTC).
+    ``engine``, ``scheduler`` and ``scores_format`` are passed to :func:`train` and :func:`score`.
     """
     ts = as_of_timestamp(as_of or datetime.now(timezone.utc).date())
     order_paths = list(orders) if orders else list(config.inputs.orders)
@@ -476,11 +505,13 @@ def _run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike
     trained = False
     if reason:
         log.info("train    %s: training a new model", reason)
-        train(order_paths, as_of=ts.date(), config=config, inputs=inputs, timer=timer, model_path=path)
+        train(order_paths, as_of=ts.date(), config=config, inputs=inputs, timer=timer, model_path=path,
+              engine=engine, scheduler=scheduler)
         trained = True
     summary = _score(order_paths, ledger_handle=ledger_handle, as_of=ts.date(), out=out, config=config,
                      command="run", inputs=inputs,
-                    timer=timer, trained=trained, model_path=path)
+                    timer=timer, trained=trained, model_path=path, engine=engine, scheduler=scheduler,
+                    scores_format=scores_format)
     try:  # the night's outputs are written; a failed report must not hide them (warned, exit 0)
         with timer.stage("report") as info:
             info["bytes"] = write_report(out, config=config).stat().st_size
@@ -628,6 +659,46 @@ def measure(config: Config, *, orders: Sequence[PathLike] | None = None, state: 
     path = Path(out) if out is not None else Path(config.output_dir) / "measure.csv"
     export.write_csv(table, path)
     return table, path
+
+
+# --- engines and table formats (issue 7) ---------------------------------------------------
+#: Formats of scores and features files.
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def _engine(engine: str | None, scheduler: str | None):
+    """Return None for the pandas engine, else a ``distributed.DaskEngine`` (imported lazily)."""
+    if (engine or "pandas").strip().lower() == "pandas" and not scheduler:
+        return None
+    from . import distributed
+
+    return distributed.engine(engine, scheduler)
+
+
+def _scores_name(fmt: str) -> str:
+    if fmt not in TABLE_FORMATS:
+        raise InputError(f"unknown scores format '{fmt}' (choose one of: {', '.join(TABLE_FORMATS)})")
+    return f"scores.{fmt}"
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> int:
+    """Write ``frame`` atomically as Parquet when ``path`` ends in ``.parquet``, else as CSV;
+    return the row count.  Parquet keeps the dtypes (ids stay text, exactly as read)."""
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        return export.write_csv(frame, path)
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(frame)
 
 
 def scoring_columns() -> list[str]:

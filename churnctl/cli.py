@@ -50,6 +50,24 @@ ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", help="YAML config; built-in defaults when omitted.")
 ]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Model file [default: config model.path].")]
+class Engine(str, Enum):
+    pandas = "pandas"
+    dask = "dask"
+
+
+class TableFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+EngineOpt = Annotated[
+    Engine, typer.Option("--engine", help="pandas (one machine) or dask (a Dask cluster; see --scheduler).")
+]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (default: start a local cluster)."),
+]
+FormatOpt = Annotated[TableFormat, typer.Option("--format", help="scores file format: csv or parquet.")]
 HorizonOpt = Annotated[
     Optional[int], typer.Option("--horizon-days", min=1, help="Churn horizon in days [default: config, 90].")
 ]
@@ -154,9 +172,11 @@ def features_cmd(
     as_of: Annotated[
         Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date, YYYY-MM-DD.")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the features CSV here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the features here (.parquet: Parquet, else CSV).")] = None,
     config: ConfigOpt = None,
     source: SourceOpt = None,
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """List the feature registry, or compute features at an as-of date."""
     from . import api, features
@@ -171,7 +191,8 @@ def features_cmd(
         if not orders or as_of is None:
             raise _usage("features needs --list, or --orders and --as-of")
         frame = api.build_features(orders, as_of=as_of.date(), events=events, out=out,
-                                   config=_config(ctx, config, source=source))
+                                   config=_config(ctx, config, source=source),
+                                   engine=engine.value, scheduler=scheduler)
     typer.echo(f"{len(frame)} customers, {len(features.model_columns(frame))} features"
                + (f" -> {out}" if out else ""), err=True)
 
@@ -195,6 +216,8 @@ def train(
     horizon_days: HorizonOpt = None,
     config: ConfigOpt = None,
     source: SourceOpt = None,
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Train the churn model on snapshots before the as-of date; write it with metrics.json."""
     from . import api
@@ -203,6 +226,7 @@ def train(
         summary = api.train(
             orders, as_of=as_of.date(), events=events, model_path=model,
             algo=algo.value if algo else None, config=_config(ctx, config, horizon_days, source),
+            engine=engine.value, scheduler=scheduler,
         )
     m = summary.metrics.get("model", {})
     b = summary.metrics.get("recency_baseline", {})
@@ -230,6 +254,9 @@ def score(
     state: Annotated[Optional[str], typer.Option(
         help="Contact ledger (SQLite path or SQLAlchemy URL): record the run, apply cool-downs and caps.",
         show_default=False)] = None,
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
+    format_: FormatOpt = TableFormat.csv,
 ) -> None:
     """Score customers; write scores.csv, rejects.csv, campaign CSVs and run.json."""
     from . import api
@@ -238,6 +265,7 @@ def score(
         summary = api.score(
             orders, as_of=as_of.date(), out=out, events=events, customers=customers, model_path=model,
             rules_path=rules, config=_config(ctx, config, horizon_days, source), state=state,
+            engine=engine.value, scheduler=scheduler, scores_format=format_.value,
         )
     _report_run(summary)
 
@@ -257,6 +285,9 @@ def run(
     customers: CustomersOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Override output_dir (a dated folder goes inside).")] = None,
     source: SourceOpt = None,
+    engine: EngineOpt = Engine.pandas,
+    scheduler: SchedulerOpt = None,
+    format_: FormatOpt = TableFormat.csv,
 ) -> None:
     """The nightly job: retrain if needed, score, apply rules, export to <output_dir>/<as_of>/."""
     from . import api
@@ -265,6 +296,7 @@ def run(
         summary = api.run(
             _config(ctx, config, source=source), as_of=as_of.date() if as_of else None, orders=orders or None,
             events=events, customers=customers, out_root=out,
+            engine=engine.value, scheduler=scheduler, scores_format=format_.value,
         )
     _report_run(summary)
 

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""churnctl benchmark: seconds, rows per second and peak memory per stage, as ratios to pandas.
+
+Usage (from the repository root, with the virtualenv)::
+
+    .venv/bin/python bench/benchmark.py --data /tmp/churnctl-bench --sizes 1m
+    .venv/bin/python bench/benchmark.py --data /tmp/churnctl-bench --sizes 10m --no-train
+
+For every size the script generates the data once with ``churnctl sample`` (1m: 185,000
+customers, about 1M order rows; 10m: 1,850,000 customers, about 10M rows; same seed, so the
+same files) into ``--data`` (never into the repository), writes a Parquet copy of the orders
+and events, and then runs each stage **in its own subprocess**, so that each stage's peak
+resident memory (``ru_maxrss`` from ``os.wait4``) is its own:
+
+* ``read_csv`` / ``read_parquet``: a plain ``pandas.read_csv`` (``pandas.read_parquet``) of
+  the same orders file: the yardstick; every other time is also reported as a multiple of it
+  (``x_read``), which holds from machine to machine.  ``read_csv_end`` repeats it at the end,
+  so a busy (shared) machine shows as a spread between the two;
+* ``ingest``: ``api.load_inputs`` of the orders: validation, currency, de-duplication; also
+  reports the in-memory size of the canonical orders frame (the memory yardstick);
+* ``features``: ingest, then the scoring features (``features.build`` + BG/NBD);
+* ``train`` (the 1m size unless ``--train`` names others): ``churnctl train`` on the orders;
+* ``score``: ``churnctl score`` end to end on the orders and customers (ingest, features,
+  model, rules, campaign files, manifest) exactly as a user runs it, with per-stage seconds
+  from its ``run.json``;
+* ``score_parquet``: the same with the Parquet copy of the orders (reported as not available
+  when this churnctl cannot read Parquet input);
+* ``train_events`` / ``score_events``: the same two with the events file too (35M rows for
+  the 10m size: run them on 1m).
+
+``--engine dask`` runs features/train/score with the Dask engine instead (a LocalCluster:
+its workers are separate processes, so ``peak_rss_mb`` then covers the client only).
+Results are appended as JSON lines to ``--results`` and printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {"1m": 185_000, "10m": 1_850_000, "100k": 18_500}
+AS_OF = "2026-06-30"
+SEED = 1
+
+
+# --- stages (each runs in a child process: `benchmark.py --stage NAME ...`) --------------------
+def _stage(name: str, data: Path, engine: str, work: Path, with_events: bool = False) -> dict:
+    import pandas as pd
+
+    out: dict = {}
+    orders, events = data / "orders.csv", data / "events.csv"
+    if name in ("read_csv", "read_csv_end"):
+        t = time.perf_counter()
+        frame = pd.read_csv(orders)
+        out["seconds"] = time.perf_counter() - t
+        out["rows"] = len(frame)
+    elif name == "read_parquet":
+        t = time.perf_counter()
+        frame = pd.read_parquet(data / "orders.parquet")
+        out["seconds"] = time.perf_counter() - t
+        out["rows"] = len(frame)
+    elif name in ("ingest", "features"):
+        from churnctl import api, model
+        from churnctl.config import Config
+
+        cfg = Config()
+        t = time.perf_counter()
+        inputs = api.load_inputs([orders], events=events if with_events else None, config=cfg)
+        out["ingest_seconds"] = time.perf_counter() - t
+        out["rows"] = len(inputs.orders)
+        out["events"] = 0 if inputs.events is None else len(inputs.events)
+        out["orders_frame_mb"] = inputs.orders.memory_usage(deep=True).sum() / 2**20
+        out["seconds"] = out["ingest_seconds"]
+        if name == "features":
+            ts = pd.Timestamp(AS_OF)
+            t = time.perf_counter()
+            if engine == "dask":
+                from churnctl import distributed
+
+                feats = distributed.DaskEngine().scoring_features(inputs.orders, ts, cfg, events=inputs.events)
+            else:
+                feats = model.scoring_features(inputs.orders, ts, cfg, events=inputs.events)
+            out["features_seconds"] = time.perf_counter() - t
+            out["customers"] = len(feats)
+            out["seconds"] = out["ingest_seconds"] + out["features_seconds"]
+    else:
+        raise SystemExit(f"unknown stage {name}")
+    return out
+
+
+def _run_wait4(args: list[str], log: Path | None = None) -> tuple[float, float, int, str]:
+    """Run a child; return (wall seconds, its own peak RSS in MB, exit code, stdout)."""
+    t = time.perf_counter()
+    with open(log or os.devnull, "w") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t, usage.ru_maxrss / 1024, proc.returncode, stdout
+
+
+def _churnctl() -> list[str]:
+    return [sys.executable, "-m", "churnctl"]
+
+
+# --- data ----------------------------------------------------------------------------------
+def ensure_data(data: Path, label: str) -> dict:
+    folder = data / label
+    info: dict = {}
+    if not (folder / "orders.csv").exists():
+        wall, rss, code, _ = _run_wait4([*_churnctl(), "-q", "sample", "--out", str(folder), "--customers",
+                                         str(SIZES[label]), "--seed", str(SEED), "--end-date", AS_OF])
+        if code:
+            raise SystemExit(f"sample generation failed for {label}")
+        info["generate_seconds"] = wall
+    if not (folder / "orders.parquet").exists():
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        for name in ("orders",):  # the Parquet stages read orders (+ customers CSV)
+            # Typed columns as a seller's Parquet export has them; ids stay text.
+            text = {c: pa.string() for c in ("order_id", "customer_id", "email", "first_name", "topic")}
+            table = pacsv.read_csv(folder / f"{name}.csv", convert_options=pacsv.ConvertOptions(column_types=text))
+            pq.write_table(table, folder / f"{name}.parquet", compression="zstd")
+    info["orders_csv_mb"] = (folder / "orders.csv").stat().st_size / 2**20
+    info["orders_parquet_mb"] = (folder / "orders.parquet").stat().st_size / 2**20
+    return info
+
+
+def parquet_input_supported(folder: Path) -> bool:
+    """True when this churnctl reads Parquet orders (tried on a 1,000-row slice)."""
+    import pyarrow.parquet as pq
+
+    probe = folder / "probe"
+    probe.mkdir(exist_ok=True)
+    pq.write_table(pq.ParquetFile(folder / "orders.parquet").read_row_group(0).slice(0, 1000),
+                   probe / "orders.parquet")
+    code = subprocess.run([*_churnctl(), "-q", "features", "--orders", str(probe / "orders.parquet"),
+                           "--as-of", AS_OF], cwd=ROOT, capture_output=True).returncode
+    return code == 0
+
+
+# --- main ----------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("/tmp/churnctl-bench"), help="data folder (outside the repo)")
+    ap.add_argument("--sizes", nargs="+", default=["1m"], choices=sorted(SIZES))
+    ap.add_argument("--engine", default="pandas", choices=["pandas", "dask"])
+    ap.add_argument("--train", nargs="*", default=None,
+                    help="sizes to train on (default: 1m only); the model is reused for scoring")
+    ap.add_argument("--stages", nargs="+",
+                    default=["read_csv", "read_parquet", "ingest", "features", "train", "score",
+                             "score_parquet", "train_events", "score_events", "read_csv_end"])
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results.jsonl")
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.stage:  # child mode
+        print(json.dumps(_stage(args.stage, args.folder, args.engine, args.data)))
+        return
+
+    train_sizes = set(args.train) if args.train is not None else {"1m"}
+    machine = {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    rows = []
+    for label in args.sizes:
+        folder = args.data / label
+        info = ensure_data(args.data, label)
+        work = args.data / f"{label}-work-{args.engine}"
+        work.mkdir(parents=True, exist_ok=True)
+        base: dict[str, float] = {}
+        engine_opt = ["--engine", args.engine] if args.engine != "pandas" else []
+
+        def model_for(with_events: bool) -> Path:
+            name = f"model-{args.engine}{'-events' if with_events else ''}"
+            own = args.data / f"{label}-{name}" / "model.joblib"
+            return own if (own.exists() or label in train_sizes) else args.data / f"1m-{name}" / "model.joblib"
+
+        for stage in args.stages:
+            rec: dict = {"size": label, "engine": args.engine, "stage": stage, **info}
+            with_events = stage.endswith("_events")
+            if stage in ("read_csv", "read_csv_end", "read_parquet", "ingest", "features"):
+                wall, rss, code, stdout = _run_wait4(
+                    [sys.executable, __file__, "--stage", stage, "--folder", str(folder), "--engine", args.engine,
+                     "--data", str(work)], work / f"{stage}.log")
+                if code:
+                    rec["error"] = f"exit {code}, see {work / (stage + '.log')}"
+                else:
+                    rec.update(json.loads(stdout.strip().splitlines()[-1]))
+            elif stage in ("train", "train_events"):
+                if label not in train_sizes:
+                    continue
+                model_path = model_for(with_events)
+                events = ["--events", str(folder / "events.csv")] if with_events else []
+                wall, rss, code, _ = _run_wait4(
+                    [*_churnctl(), "train", "--orders", str(folder / "orders.csv"), *events,
+                     "--as-of", AS_OF, "--model", str(model_path), *engine_opt], work / f"{stage}.log")
+                rec["seconds"] = wall
+                if code:
+                    rec["error"] = f"exit {code}, see {work / (stage + '.log')}"
+                else:
+                    meta = json.loads(Path(str(model_path) + ".json").read_text())
+                    m = meta.get("metrics", {})
+                    rec["train_rows"] = m.get("train_rows")
+                    rec["valid_rows"] = m.get("valid_rows")
+                    rec["roc_auc"] = m.get("model", {}).get("roc_auc")
+                    rec["timings"] = None
+            elif stage in ("score", "score_parquet", "score_events"):
+                ext = "parquet" if stage == "score_parquet" else "csv"
+                model_path = model_for(with_events)
+                if ext == "parquet" and not parquet_input_supported(folder):
+                    rec["error"] = "this churnctl does not read Parquet orders yet"
+                    rows.append(rec)
+                    continue
+                if not model_path.exists():
+                    rec["error"] = f"no model at {model_path}: run the train stage first"
+                    rows.append(rec)
+                    continue
+                out = work / f"out-{stage}"
+                events = ["--events", str(folder / "events.csv")] if with_events else []
+                wall, rss, code, _ = _run_wait4(
+                    [*_churnctl(), "score", "--orders", str(folder / f"orders.{ext}"), *events,
+                     "--customers", str(folder / "customers.csv"),
+                     "--as-of", AS_OF, "--model", str(model_path), "--out", str(out), *engine_opt],
+                    work / f"{stage}.log")
+                rec["seconds"] = wall
+                if code:
+                    rec["error"] = f"exit {code}, see {work / (stage + '.log')}"
+                else:
+                    manifest = json.loads((out / "run.json").read_text())
+                    rec["timings"] = manifest.get("timings_seconds")
+                    rec["customers"] = manifest["counts"]["customers_scored"]
+                    rec["rows"] = manifest["counts"]["orders_accepted"]
+            else:
+                raise SystemExit(f"unknown stage {stage}")
+            rec["wall_seconds"] = wall
+            rec["peak_rss_mb"] = rss
+            rec["loadavg_1m_after"] = os.getloadavg()[0]  # the machine may be shared: say how busy
+            if stage in ("read_csv", "read_parquet") and "seconds" in rec:
+                base[stage] = rec["seconds"]
+            yard = base.get("read_parquet" if stage.endswith("parquet") else "read_csv")
+            if yard and rec.get("seconds"):
+                rec["x_read"] = rec["seconds"] / yard
+            if rec.get("rows") and rec.get("seconds"):
+                rec["rows_per_second"] = rec["rows"] / rec["seconds"]
+            rec["machine"] = machine
+            rows.append(rec)
+            print(_line(rec), file=sys.stderr, flush=True)
+            with open(args.results, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+    print(_table(rows))
+
+
+def _line(r: dict) -> str:
+    return (f"{r['size']:>4} {r['engine']:<6} {r['stage']:<13} {r.get('seconds', float('nan')):8.1f}s "
+            f"x_read={r.get('x_read', float('nan')):5.2f} rss={r.get('peak_rss_mb', float('nan')):8.0f}MB "
+            f"{r.get('error', '')}")
+
+
+def _table(rows: list[dict]) -> str:
+    out = ["| size | engine | stage | seconds | × read | rows/s | peak RSS MB | notes |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        notes = r.get("error", "")
+        if r.get("timings"):
+            notes = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items())
+        if "orders_frame_mb" in r:
+            notes = f"orders frame {r['orders_frame_mb']:.0f} MB" + (f"; features {r['features_seconds']:.1f}s" if "features_seconds" in r else "")
+        out.append(f"| {r['size']} | {r['engine']} | {r['stage']} | {r.get('seconds', float('nan')):.1f} | "
+                   f"{r.get('x_read', float('nan')):.2f} | {r.get('rows_per_second', float('nan')):,.0f} | "
+                   f"{r.get('peak_rss_mb', float('nan')):,.0f} | {notes} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
