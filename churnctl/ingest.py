@@ -477,7 +477,7 @@ def _validate_customers(raw: pd.DataFrame, _mapping=None) -> tuple[pd.DataFrame,
     rej = _Rejector(len(raw))
     out = {"customer_id": _text(raw, "customer_id", rej, required=True)}
     cases = {"country": "upper", "language": "lower"}
-    for col in ("email", "first_name", "country", "language", "timezone"):
+    for col in ("email", "first_name", "last_name", "phone", "city", "zip", "country", "language", "timezone"):
         if col in raw:
             out[col] = _text(raw, col, rej, case=cases.get(col))
     for col in ("marketing_consent", "unsubscribed"):

@@ -447,6 +447,14 @@ def test_customers_booleans_and_latest_wins(tmp_path):
     assert (s.kind, s.read, s.accepted, s.rejected, s.collapsed) == ("customers", 7, 5, 1, 1)
 
 
+def test_customers_keep_contact_columns_for_ad_profiles(tmp_path):
+    path = write(tmp_path, "customer_id,email,first_name,last_name,phone,city,zip,country\n"
+                           "007,a@example.com,Ana,Silva,+49 30 1234567,Berlin,10115,de\n", "customers.csv")
+    f = ingest.load_customers([path], CFG).frame.set_index("customer_id")
+    assert f.loc["007", ["last_name", "phone", "city", "zip", "country"]].tolist() == [
+        "Silva", "+49 30 1234567", "Berlin", "10115", "DE"]
+
+
 def test_customers_pii_redacted_in_rejects(tmp_path):
     path = write(tmp_path, "customer_id,email,first_name,marketing_consent\n"
                            "c1,ann@example.com,Ann,perhaps\n", "customers.csv")
