@@ -262,6 +262,7 @@ def train(
     timer: Timer | None = None,
     engine: str | None = None,
     scheduler: str | None = None,
+    tune: bool = False,
 ) -> TrainSummary:
     """Train on snapshots before ``as_of``; write the model artifact and ``metrics.json``.
 
@@ -277,7 +278,7 @@ def train(
         if eng is not None:
             fitted = eng.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
         else:
-            fitted = model.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
+            fitted = model.train(inputs.orders, ts, config, events=inputs.events, algo=algo, tune=tune)
         m = fitted.meta.get("metrics", {})
         info["algo"] = fitted.algo
         info["rows"] = m.get("train_rows")
@@ -355,7 +356,7 @@ def _score(
         if eng is not None:
             feats = eng.scoring_features(inputs.orders, ts, config, events=inputs.events)
         else:
-            feats = features.build(inputs.orders, ts, events=inputs.events, config=config.features)
+            feats = model.scoring_features(inputs.orders, ts, config, events=inputs.events)
         info["customers"] = len(feats)
         info["orders_after_as_of"] = after
     if feats.empty:
@@ -706,3 +707,90 @@ def scoring_columns() -> list[str]:
     from .schema import SCORE_COLUMNS
 
     return list(SCORE_COLUMNS)
+
+
+# --- evaluate and explain (issue 4) -----------------------------------------------------
+#: Files ``evaluate`` writes into its output folder.
+EVALUATION_FILES = ("evaluation.csv", "evaluation.json", "reliability.csv")
+
+
+@dataclass
+class EvaluateSummary:
+    out: Path
+    cutoffs: list[str]
+    overall: dict[str, dict[str, Any]]
+    table: pd.DataFrame
+    notes: list[str]
+
+
+def evaluate(
+    orders: PathLike | Sequence[PathLike],
+    *,
+    as_of: date,
+    events: PathLike | None = None,
+    backtests: int = 3,
+    out: PathLike = "evaluation",
+    config: Config,
+) -> EvaluateSummary:
+    """Backtest the model against recency, BG/NBD and a logistic RFM baseline; write the tables.
+
+    Writes ``out/evaluation.csv`` (metrics per cutoff, segment and model),
+    ``out/evaluation.json`` (the same plus the headline figures) and ``out/reliability.csv``
+    (observed churn vs predicted probability per decile).
+    """
+    from . import evaluate as _evaluate
+
+    timer = Timer()
+    inputs = load_inputs(orders, events=events, config=config, timer=timer)
+    _check_rejects(inputs, None, config)
+    ts = as_of_timestamp(as_of)
+    with timer.stage("evaluate") as info:
+        result = _evaluate.backtest(inputs.orders, ts, config, events=inputs.events, backtests=backtests)
+        info["cutoffs"] = len(result.cutoffs)
+        info["rows"] = len(result.predictions)
+    for note in result.notes:
+        log.info("evaluate %s", note)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    export.write_csv(result.table, out / "evaluation.csv")
+    export.write_csv(result.reliability, out / "reliability.csv")
+    payload = {
+        "as_of": str(ts.date()),
+        "horizon_days": config.horizon_days,
+        "cutoffs": [str(c.date()) for c in result.cutoffs],
+        "models": list(_evaluate.MODELS),
+        "overall": result.overall(),
+        "notes": result.notes,
+        "table": result.table.to_dict("records"),
+        "reliability": result.reliability.to_dict("records"),
+    }
+    export.write_json(model._json_safe(payload), out / "evaluation.json")
+    return EvaluateSummary(out, payload["cutoffs"], payload["overall"], result.table, result.notes)
+
+
+def explain(
+    customer_id: str,
+    orders: PathLike | Sequence[PathLike],
+    *,
+    as_of: date,
+    events: PathLike | None = None,
+    customers: PathLike | None = None,
+    model_path: PathLike | None = None,
+    rules_path: PathLike | None = None,
+    config: Config,
+):
+    """Return the :class:`churnctl.explain.Explanation` of one customer at ``as_of`` (writes nothing)."""
+    from . import explain as _explain
+
+    ts = as_of_timestamp(as_of)
+    rules_file = rules_path if rules_path is not None else config.rules
+    ruleset = rules.load(Path(rules_file) if rules_file else None, columns=scoring_columns())
+    fitted = model.load(Path(model_path or config.model.path))
+    inputs = load_inputs(orders, events=events, customers=customers, config=config)
+    _check_rejects(inputs, None, config)
+    feats = model.scoring_features(inputs.orders, ts, config, events=inputs.events)
+    if feats.empty:
+        raise InputError(f"no customer has a completed order on or before {ts.date()}: nothing to explain")
+    scores = scoring.score(feats, fitted, config)
+    actions = rules.apply(scores, ruleset)
+    return _explain.explain(str(customer_id), feats, scores, actions, fitted, str(ts.date()))

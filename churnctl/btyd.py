@@ -97,6 +97,8 @@ _BG_STARTS = ((1.0, 0.8, 2.5), (0.3, 0.5, 1.5), (3.0, 2.0, 8.0), (0.1, 1.0, 1.0)
 #: Starts (p, q) of the Gamma-Gamma fit.
 _GG_STARTS = ((1.0, 3.0), (4.0, 4.0), (0.5, 2.0), (10.0, 10.0), (2.0, 1.5))
 _QUAD_NODES = 64
+#: Beta concentration a + b of the fixed-dropout fallback fit (see _fit_fixed_dropout).
+_FIXED_DROPOUT_K = 1e4
 
 
 # --- data summary -------------------------------------------------------------------------
@@ -404,6 +406,9 @@ def fit_bgnbd(
     hi = np.full(4, _LOG_HI)
     theta, fun, reasons = _maximise(data.negll, starts, lo, hi, data.n, max_iter)
     if theta is None:
+        theta, fun, more = _fit_fixed_dropout(data, rate, max_iter)
+        reasons += more
+    if theta is None:
         raise TrainingError(
             f"btyd: BG/NBD fit did not converge from {len(starts)} starts on {n} customers "
             f"({n_repeat} with repeat purchases): {reasons[-1]}"
@@ -419,6 +424,36 @@ def fit_bgnbd(
         n_customers=n,
         time_unit_days=float(time_unit_days),
     )
+
+
+def _fit_fixed_dropout(data: _BGData, rate: float, max_iter: int) -> tuple[np.ndarray | None, float, list[str]]:
+    """Fit the BG/NBD limit where every customer has the same dropout probability.
+
+    When the dropout probabilities barely vary between customers, the likelihood keeps rising
+    as ``a`` and ``b`` grow together with ``a / (a + b)`` fixed: a ridge whose top is at
+    infinity, so the 4-parameter fit is (rightly) "not identified".  This fit parametrises
+    ``a = mu K``, ``b = (1 - mu) K`` with the concentration ``K`` fixed at
+    ``_FIXED_DROPOUT_K`` (a Beta that is a near point mass at ``mu``) and fits ``r``,
+    ``alpha`` and ``mu``, which are identified.  Returns the 4 log-parameters (or None) as
+    :func:`_maximise` does.
+    """
+    k = _FIXED_DROPOUT_K
+
+    def fun(phi: np.ndarray) -> tuple[float, np.ndarray]:
+        mu = special.expit(phi[2])
+        theta = np.array([phi[0], phi[1], math.log(mu * k), math.log((1 - mu) * k)])
+        value, g = data.negll(theta)
+        return value, np.array([g[0], g[1], g[2] * (1 - mu) - g[3] * mu])
+
+    starts = [np.array([math.log(r0), math.log(r0 / rate), special.logit(m0)])
+              for r0, m0 in ((1.0, 0.1), (0.3, 0.03), (3.0, 0.3))]
+    lo = np.array([_LOG_LO, _LOG_LO, -15.0])
+    hi = np.array([_LOG_HI, _LOG_HI, 15.0])
+    phi, value, reasons = _maximise(fun, starts, lo, hi, data.n, max_iter)
+    if phi is None:
+        return None, math.nan, [f"fixed-dropout fit: {why}" for why in reasons]
+    mu = special.expit(phi[2])
+    return np.array([phi[0], phi[1], math.log(mu * k), math.log((1 - mu) * k)]), value, []
 
 
 def _scale_shift(x: np.ndarray, scale: float) -> float:

@@ -218,6 +218,7 @@ def train(
     source: SourceOpt = None,
     engine: EngineOpt = Engine.pandas,
     scheduler: SchedulerOpt = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Pick XGBoost parameters by time-series CV first.")] = False,
 ) -> None:
     """Train the churn model on snapshots before the as-of date; write it with metrics.json."""
     from . import api
@@ -226,7 +227,7 @@ def train(
         summary = api.train(
             orders, as_of=as_of.date(), events=events, model_path=model,
             algo=algo.value if algo else None, config=_config(ctx, config, horizon_days, source),
-            engine=engine.value, scheduler=scheduler,
+            engine=engine.value, scheduler=scheduler, tune=tune,
         )
     m = summary.metrics.get("model", {})
     b = summary.metrics.get("recency_baseline", {})
@@ -368,6 +369,113 @@ def measure_cmd(
                       "uplift_repeat_rate", "uplift_ci_low", "uplift_ci_high", "net_value", "complete"]]
         typer.echo(show.to_string(index=False))
     typer.echo(f"-> {path}", err=True)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    ctx: typer.Context,
+    orders: OrdersOpt,
+    as_of: AsOfOpt,
+    events: EventsOpt = None,
+    backtests: Annotated[int, typer.Option("--backtests", min=1, help="Number of backtest cutoffs.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for evaluation.csv, evaluation.json, reliability.csv.")] = Path(
+        "evaluation"
+    ),
+    horizon_days: HorizonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Backtest the model against recency, BG/NBD and a logistic RFM baseline."""
+    from . import api
+
+    with reported(ctx):
+        summary = api.evaluate(
+            orders, as_of=as_of.date(), events=events, backtests=backtests, out=out,
+            config=_config(ctx, config, horizon_days),
+        )
+    typer.echo(f"backtest at {', '.join(summary.cutoffs)} (all cutoffs pooled):")
+    typer.echo(f"{'model':<14}{'ROC-AUC':>9}{'PR-AUC':>9}{'Brier':>8}{'logloss':>9}{'ECE':>7}"
+               f"{'capt10':>8}{'lift10':>8}{'capt20':>8}{'lift20':>8}")
+    for name, m in summary.overall.items():
+        typer.echo(f"{name:<14}{m['roc_auc']:>9.3f}{m['pr_auc']:>9.3f}{m['brier']:>8.3f}{m['log_loss']:>9.3f}"
+                   f"{m['ece']:>7.3f}{m['capture_10']:>8.3f}{m['lift_10']:>8.2f}{m['capture_20']:>8.3f}"
+                   f"{m['lift_20']:>8.2f}")
+    typer.echo(f"-> {out}/evaluation.csv, evaluation.json, reliability.csv", err=True)
+
+
+@app.command("explain")
+def explain_cmd(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id, exactly as in the orders file.")],
+    orders: OrdersOpt,
+    as_of: AsOfOpt,
+    events: EventsOpt = None,
+    customers: CustomersOpt = None,
+    model: ModelOpt = None,
+    rules: Annotated[Optional[Path], typer.Option(help="Rules YAML [default: config rules, else built-in].")] = None,
+    horizon_days: HorizonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Explain one customer's score: features, contributions by cause, reasons, rule and action."""
+    from . import api
+
+    with reported(ctx):
+        result = api.explain(
+            customer_id, orders, as_of=as_of.date(), events=events, customers=customers, model_path=model,
+            rules_path=rules, config=_config(ctx, config, horizon_days),
+        )
+    for line in result.lines():
+        typer.echo(line)
+
+
+@app.command("measure")
+def measure_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign.", show_default=False)] = None,
+    window_days: Annotated[int, typer.Option(help="Days after the planned send an order counts.")] = 30,
+    orders: Annotated[
+        Optional[list[Path]], typer.Option("--orders", help="Override inputs.orders.", show_default=False)
+    ] = None,
+    state: Annotated[Optional[str], typer.Option(
+        help="Contact ledger [default: contact.state].", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="CSV to write [default: <output_dir>/measure.csv].", show_default=False)] = None,
+) -> None:
+    """Treated vs holdout per campaign and run: repeat rate, revenue, uplift with 95% CI, net value."""
+    from . import api
+
+    with reported(ctx):
+        table, path = api.measure(_config(ctx, config), orders=orders, state=state, campaign=campaign,
+                                  window_days=window_days, out=out)
+    if table.empty:
+        typer.echo("no treated or holdout contacts recorded yet", err=True)
+    else:
+        show = table[["campaign", "run_id", "treated", "holdout", "repeat_rate_treated", "repeat_rate_holdout",
+                      "uplift_repeat_rate", "uplift_ci_low", "uplift_ci_high", "net_value", "complete"]]
+        typer.echo(show.to_string(index=False))
+    typer.echo(f"-> {path}", err=True)
+
+
+@app.command("validate")
+def validate_cmd(
+    ctx: typer.Context,
+    orders: OrdersOpt,
+    source: SourceOpt = None,
+    events: EventsOpt = None,
+    customers: CustomersOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write rejects.csv here.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run ingest alone: per-file table of rows read, accepted, rejected, collapsed; rejects.csv."""
+    from . import api
+
+    with reported(ctx):
+        summary = api.validate(orders, source=source, events=events, customers=customers, out=out,
+                               config=_config(ctx, config))
+    typer.echo(summary.table)
+    if summary.error:
+        typer.echo(f"churnctl: {summary.error}", err=True)
+        raise typer.Exit(2)
 
 
 def _report_run(summary) -> None:

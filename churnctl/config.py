@@ -95,11 +95,12 @@ class XGBoostParams:
 class ModelConfig:
     path: str = "models/churn_model.joblib"
     algo: str = "xgboost"
-    snapshots: int = 4
+    snapshots: int = 8
     snapshot_step_days: int = 30
     max_age_days: int = 7
-    min_class_count: int = 20
+    min_class_count: int = 10
     calibration: str = "isotonic"
+    btyd_features: bool = True
     xgboost: XGBoostParams = field(default_factory=XGBoostParams)
 
 
@@ -109,7 +110,7 @@ class ScoringConfig:
     risk_medium: float = 0.3
     value_a_share: float = 0.80
     value_b_share: float = 0.95
-    min_cause_contribution: float = 0.05
+    min_cause_contribution: float = 0.2
     # xgboost explanations: "exact" TreeSHAP, or "approx" (path attribution, ~10x faster).
     contributions: str = "exact"
 

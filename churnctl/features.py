@@ -608,6 +608,89 @@ def unsubscribed(g: Groups) -> np.ndarray:
     return (g.ecount("unsubscribe") > 0).astype(np.int64)
 
 
+# --- the last order experience ---------------------------------------------------------------
+# What happened around a customer's *last* order explains a decision to leave better than a
+# rolling 90-day window: a churner's last order is often months before as_of, and the incident
+# (a late parcel, a surprise duty, a cancelled order, a return, the end of discounts) is tied
+# to it.  "Since the last order" means from LAST_ORDER_LEAD_DAYS days before the day of the
+# last completed order up to as_of: a complaint about an order may come a few days after the
+# next one was placed.
+LAST_ORDER_LEAD_DAYS = 10
+
+
+def _after_last(g: Groups) -> np.ndarray:
+    """Return per order (group order) True when it comes after the customer's last completed one."""
+    return np.arange(g.code.size) > g.c_last[g.code]
+
+
+@feature("service", """Cancelled or payment_failed orders placed after the last completed order
+         (the order that went wrong is the customer's latest).""", ("status",))
+def failed_after_last_order(g: Groups) -> np.ndarray:
+    failed = g.status_is("cancelled") | g.status_is("payment_failed")
+    return g.count(failed & _after_last(g))
+
+
+@feature("product", "Returned orders placed after the last completed order.", ("status",))
+def returned_after_last_order(g: Groups) -> np.ndarray:
+    return g.count(g.status_is("returned") & _after_last(g))
+
+
+@feature("logistics", """delivery_days - promised_days of the last completed order (positive: days
+         late); NaN if that order has either missing.""", ("delivery_days", "promised_days"))
+def last_order_delay_days(g: Groups) -> np.ndarray:
+    return g.col("delivery_days")[g.c_last] - g.col("promised_days")[g.c_last]
+
+
+@feature("price", """Share of the completed orders before the last one with a discount; NaN with one
+         completed order.  With last_order_discounted it tells a deal seeker whose discounts
+         stopped.""", ("discount_amount",))
+def discount_share_prior(g: Groups) -> np.ndarray:
+    earlier = g.c_rev >= 1
+    return _ratio(g.c_count_where(_discounted(g) & earlier), g.c_count - 1)
+
+
+def _contacts_since_last(family: str) -> Callable[[Groups], np.ndarray]:
+    topics = tuple(t for t, f in TOPIC_FAMILIES.items() if f == family)
+
+    def compute(g: Groups) -> np.ndarray:
+        codes = [schema.EVENT_TOPICS.index(t) for t in topics]
+        kinds = [schema.EVENT_TYPES.index(k) for k in ("complaint", "support_ticket")]
+        since = g.as_of_day - g.c_last_day + LAST_ORDER_LEAD_DAYS  # days_ago bound per customer
+        mask = (np.isin(g.e_type, kinds) & np.isin(g.e_topic, codes)
+                & (g.e_days_ago <= since[g.e_code]))
+        return np.bincount(g.e_code[mask], minlength=g.n)
+
+    return compute
+
+
+for _family in ("logistics", "price", "service", "product"):
+    _topics = ", ".join(f"'{t}'" for t, f in TOPIC_FAMILIES.items() if f == _family)
+    feature(_family, f"""complaint and support_ticket events with topic {_topics} from
+            {LAST_ORDER_LEAD_DAYS} days before the day of the last completed order to as_of.""",
+            ("events.event_type", "events.topic"), name=f"contacts_{_family}_since_last_order",
+            )(_contacts_since_last(_family))
+
+
+# --- customer-base model outputs (added by the model stage) -----------------------------------
+#: Pseudo-input of the BG/NBD features: :func:`build` never builds them (they need a model fitted
+#: over the whole customer base); ``model.add_btyd`` adds them when the BG/NBD fit succeeds.
+BTYD_INPUT = "btyd"
+
+
+def _added_by_model(g: Groups) -> np.ndarray:  # pragma: no cover - never called by build
+    raise NotImplementedError("added by model.add_btyd")
+
+
+feature("activity", """BG/NBD probability that the customer is still alive (Fader, Hardie & Lee
+        2005), fitted on the whole customer base at as_of; 1 for one-time buyers.""",
+        (BTYD_INPUT,), name="p_alive")(_added_by_model)
+feature("activity", """BG/NBD expected number of purchase days in the next horizon_days.""",
+        (BTYD_INPUT,), name="expected_orders_horizon")(_added_by_model)
+feature("activity", """BG/NBD probability of no purchase in the next horizon_days (the classic
+        model's own churn probability; unlike 1 - p_alive it ranks one-time buyers).""",
+        (BTYD_INPUT,), name="p_no_order_horizon")(_added_by_model)
+
+
 # --- auxiliary counts for reasons (not model inputs) ------------------------------------------
 _STATUS, _TIMED, _REVIEW = ("status",), ("delivery_days", "promised_days"), ("review_score",)
 _AUX.update({

@@ -19,9 +19,11 @@ attacker who can rewrite both files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
+import logging
 import math
 import os
 import platform
@@ -38,9 +40,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from . import __version__
+from . import btyd as _btyd
 from . import features as _features
 from .config import Config
-from .errors import ConfigError, ModelError, TrainingError
+from .errors import ConfigError, InputError, ModelError, TrainingError
 from .schema import COMPLETED, as_of_timestamp, day_end
 
 ALGOS = ("xgboost", "logistic")
@@ -51,6 +54,12 @@ PROB_FLOOR = 1e-4
 #: Column of the recency-only baseline (equal to scores.csv ``days_since_last_order``).
 RECENCY = "recency_days"
 FORMAT = "churnctl-model-1"
+#: BG/NBD outputs used as model features (registered in features.py with input "btyd").
+BTYD_FEATURES = ("p_alive", "expected_orders_horizon", "p_no_order_horizon")
+#: BG/NBD + Gamma-Gamma outputs carried to the scores (not model inputs).
+BTYD_OUTPUTS = ("expected_days_to_next_order", "predicted_value_12m")
+
+log = logging.getLogger("churnctl")
 
 
 # --- labels and snapshots -----------------------------------------------------------------
@@ -91,6 +100,49 @@ def labels(orders: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp, horiz
     buyers = done.loc[((when >= start) & (when < end)).to_numpy(dtype=bool), "customer_id"]
     churned = ~pd.Index(customers).isin(pd.unique(buyers.astype(object).to_numpy()))
     return pd.Series(churned, index=pd.Index(customers, name="customer_id"), name="churned")
+
+
+def add_btyd(
+    frame: pd.DataFrame, orders: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int
+) -> tuple[pd.DataFrame, str | None]:
+    """Return ``frame`` with the BG/NBD columns added, and None; or ``frame`` unchanged and why not.
+
+    BG/NBD and Gamma-Gamma (:mod:`churnctl.btyd`) are fitted on the completed orders on or
+    before ``as_of`` of the whole customer base, then :data:`BTYD_FEATURES` and
+    :data:`BTYD_OUTPUTS` are added for the customers of ``frame``.  A base too small or too
+    irregular for the fit (``btyd`` raises TrainingError, e.g. below ~300 customers) is not
+    an error: the frame comes back without the columns together with the reason, and the
+    caller logs it (the model then trains without these features, and scoring falls back to
+    the documented predicted value).
+    """
+    as_of = as_of_timestamp(as_of)
+    try:
+        fitted = _btyd.fit(orders, as_of)
+        pred = _btyd.predict(fitted, orders, as_of, horizon_days)
+    except (TrainingError, InputError) as exc:
+        return frame, str(exc)
+    pred = pred.reindex(frame.index)
+    return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)}), None
+
+
+def scoring_features(
+    orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *, events: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Return the features at ``as_of`` for scoring: ``features.build`` plus the BG/NBD columns.
+
+    When the BG/NBD fit is impossible (:func:`add_btyd`) one log line says why and the BG/NBD
+    model features are NaN (the trees' learned default branch), so a model trained with them
+    still scores; ``predicted_value_12m`` then falls back (``scoring.predicted_value``).
+    """
+    as_of = as_of_timestamp(as_of)
+    frame = _features.build(orders, as_of, events=events, config=config.features)
+    if frame.empty or not config.model.btyd_features:
+        return frame
+    out, why = add_btyd(frame, orders, as_of, config.horizon_days)
+    if why:
+        log.info("features BG/NBD not available, its features are left empty (%s)", why)
+        out = frame.assign(**{c: np.nan for c in BTYD_FEATURES})
+    return out
 
 
 def snapshot_cutoffs(as_of: pd.Timestamp, horizon_days: int, n: int, step_days: int) -> list[pd.Timestamp]:
@@ -135,6 +187,7 @@ def build_training_set(
     orders = orders[(orders["order_date"] < day_end(as_of)).to_numpy(dtype=bool)]
     done = _completed(orders)
     frames = []
+    btyd_failed: str | None = None
     for cutoff in reversed(cutoffs):
         end = day_end(cutoff)
         active = pd.unique(done.loc[(done["order_date"] < end).to_numpy(dtype=bool), "customer_id"].astype(object))
@@ -148,6 +201,10 @@ def build_training_set(
         feats = feats[feats.index.isin(active)]
         if feats.empty:
             continue
+        if config.model.btyd_features:
+            feats, why = add_btyd(feats, cut, cutoff, config.horizon_days)
+            if why:
+                btyd_failed = btyd_failed or f"{cutoff.date()}: {why}"
         feats = feats.assign(snapshot=cutoff, churned=labels(orders, feats.index, cutoff, config.horizon_days).to_numpy())
         frames.append(feats)
     if len(frames) < 2:
@@ -158,6 +215,10 @@ def build_training_set(
             f"{cutoffs[0].date()} = as-of minus horizon_days {config.horizon_days}) have customers, and {since}; "
             "need at least 2: use more order history, a smaller horizon_days or a smaller model.snapshot_step_days"
         )
+    if btyd_failed:
+        # One feature set for every snapshot: without BG/NBD everywhere if it failed anywhere.
+        log.info("train    BG/NBD features left out (%s)", btyd_failed)
+        frames = [f.drop(columns=[c for c in (*BTYD_FEATURES, *BTYD_OUTPUTS) if c in f.columns]) for f in frames]
     out = pd.concat(frames)
     out.index.name = "customer_id"
     return out
@@ -386,6 +447,33 @@ def _make_estimator(algo: str, config: Config) -> Any:
     ])
 
 
+def _customer_cross_margin(algo, config, columns, train_part, y_train, valid_part, margin) -> np.ndarray:
+    """Return validation margins from models that never saw the customer in training.
+
+    The snapshots hold the same customers 30 days apart with overlapping label windows, so the
+    full model has partly memorised the validation customers: its validation margins look more
+    reliable than margins on new dates, and a calibrator fitted on them is overconfident.  Two
+    models, each fitted on the training rows of one half of the customers (stable hash), score
+    the other half; the calibrator and the reported metrics use those margins.
+    """
+    train_fold = _folds(train_part.index)
+    valid_fold = _folds(valid_part.index)
+    out = margin.copy()
+    x_train = _matrix(train_part, columns)
+    for k in (0, 1):
+        own = train_fold == k
+        y_k = y_train[own]
+        if own.sum() < 2 or y_k.all() or not y_k.any():
+            return margin  # a half without both classes: keep the full model's margins
+        est = _make_estimator(algo, config)
+        est.fit(x_train[own], y_k.astype(np.int64))
+        half = ChurnModel(algo, est, Calibrator("none"), columns, meta={})
+        other = valid_fold != k
+        if other.any():
+            out[other] = half.raw_margin(valid_part[other])
+    return out
+
+
 def _check_classes(y: np.ndarray, where: str, minimum: int) -> None:
     churned = int(y.sum())
     retained = int(len(y) - churned)
@@ -469,6 +557,8 @@ def fit(
     estimator.fit(_matrix(train_part, columns), y_train.astype(np.int64))
     fitted = ChurnModel(algo, estimator, Calibrator(method), columns, meta={})
     margin = fitted.raw_margin(valid_part)
+    if algo == "xgboost":
+        margin = _customer_cross_margin(algo, config, columns, train_part, y_train, valid_part, margin)
 
     # Honest calibrated scores: each half of the held-out snapshot calibrated on the other.
     folds = _folds(valid_part.index)
@@ -522,16 +612,80 @@ def train(
     *,
     events: pd.DataFrame | None = None,
     algo: str | None = None,
+    tune: bool = False,
 ) -> ChurnModel:
     """Return a ChurnModel trained on snapshots before ``as_of`` (algorithm: ``algo`` or config).
 
     See :func:`build_training_set` for the rows and :func:`fit` for validation, calibration
     and the errors raised.  ``meta["metrics"]`` holds the held-out metrics of the model and
-    of the recency-only baseline.
+    of the recency-only baseline.  ``tune=True`` (xgboost only) first picks the XGBoost
+    parameters with :func:`tune_xgboost`; ``meta["tuning"]`` records the search.
     """
     as_of = as_of_timestamp(as_of)
     training_set = build_training_set(orders, as_of, config, events=events)
-    return fit(training_set, as_of, config, algo=algo)
+    tuning = None
+    if tune and (algo or config.model.algo) == "xgboost":
+        tuning = tune_xgboost(training_set, config)
+        config = config.replace(model=dataclasses.replace(
+            config.model, xgboost=dataclasses.replace(config.model.xgboost, **tuning["best"])))
+    fitted = fit(training_set, as_of, config, algo=algo)
+    if tuning is not None:
+        fitted.meta["tuning"] = tuning
+    return fitted
+
+
+#: The --tune search: a few sensible XGBoost settings around the defaults.
+TUNE_GRID = (
+    {"max_depth": 3, "min_child_weight": 5.0, "n_estimators": 300},
+    {"max_depth": 4, "min_child_weight": 5.0, "n_estimators": 300},
+    {"max_depth": 6, "min_child_weight": 10.0, "n_estimators": 200},
+    {"max_depth": 4, "min_child_weight": 30.0, "n_estimators": 150},
+    {"max_depth": 3, "min_child_weight": 20.0, "n_estimators": 600},
+)
+
+
+def tune_xgboost(training_set: pd.DataFrame, config: Config) -> dict[str, Any]:
+    """Return the best of :data:`TUNE_GRID` by time-series cross-validation, and every score.
+
+    The latest snapshot stays untouched (it validates and calibrates the final model).  On the
+    older snapshots each fold trains on the snapshots before one snapshot and scores that one
+    (expanding window, never the future); the setting with the lowest mean log-loss of the
+    sigmoid-calibrated margins (each fold calibrated on its own half-split, as in :func:`fit`)
+    wins.  Needs at least 3 snapshots.
+
+    Raises
+    ------
+    TrainingError
+        Fewer than 3 snapshots (no fold left besides the held-out one).
+    """
+    snaps = pd.DatetimeIndex(training_set["snapshot"])
+    order = sorted(snaps.unique())[:-1]
+    if len(order) < 2:
+        raise TrainingError(
+            f"--tune needs at least 3 snapshots with customers (got {len(order) + 1}): raise model.snapshots"
+        )
+    columns = _features.model_columns(training_set)
+    x = _matrix(training_set, columns)
+    y = training_set["churned"].to_numpy(dtype=bool)
+    folds = _folds(training_set.index)
+    scores = []
+    for params in TUNE_GRID:
+        cfg = config.replace(model=dataclasses.replace(
+            config.model, xgboost=dataclasses.replace(config.model.xgboost, **params)))
+        losses = []
+        for k in range(1, len(order)):
+            train_rows = np.asarray(snaps < order[k])
+            test_rows = np.asarray(snaps == order[k])
+            if y[train_rows].all() or not y[train_rows].any():
+                continue
+            est = _make_estimator("xgboost", cfg)
+            est.fit(x[train_rows], y[train_rows].astype(np.int64))
+            margin = ChurnModel("xgboost", est, Calibrator("none"), columns, {}).raw_margin(training_set[test_rows])
+            p = _cross_fit("sigmoid", margin, y[test_rows], folds[test_rows])
+            losses.append(log_loss(y[test_rows], p, labels=[0, 1]))
+        scores.append({**params, "cv_log_loss": float(np.mean(losses)) if losses else math.inf})
+    best = min(range(len(scores)), key=lambda i: scores[i]["cv_log_loss"])
+    return {"best": dict(TUNE_GRID[best]), "grid": scores, "folds": len(order) - 1}
 
 
 # --- artifact -----------------------------------------------------------------------------

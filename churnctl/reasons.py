@@ -108,18 +108,29 @@ def _k_of_frequency(v: _View, share: str, count: str) -> tuple[np.ndarray, np.nd
 
 
 # --- activity ---------------------------------------------------------------------------------
-@phrase("recency_days", "overdue_ratio")
+#: Below this many days without an order, recency is not said as a reason on its own.
+MIN_SILENCE_DAYS = 30
+#: A rhythm slower than this many days between orders is itself a reason ("orders only about
+#: every 120 days"); a faster one is said only as part of an overdue silence.
+SLOW_RHYTHM_DAYS = 60
+
+
+@phrase("recency_days", "overdue_ratio", "mean_gap_days", "median_gap_days", group="rhythm")
 def recency(v: _View) -> np.ndarray:
-    r, gap = v["recency_days"], v["mean_gap_days"]
-    text = "no order for " + _counted(r, "day")
-    usual = ", usually every " + _counted(gap, "day")
-    return _only(~np.isnan(r), text + np.where(gap >= 0.5, usual, ""))  # no rhythm: no "usually"
-
-
-@phrase("mean_gap_days", "median_gap_days")
-def rhythm(v: _View) -> np.ndarray:
+    """One phrase for silence and rhythm, said once: overdue, slow, or long silent."""
+    r = v["recency_days"]
     gap = np.where(np.isnan(v["mean_gap_days"]), v["median_gap_days"], v["mean_gap_days"])
-    return _only(gap >= 0.5, "orders about every " + _counted(gap, "day"))
+    has_gap = gap >= 0.5
+    overdue = has_gap & (r > gap) & (r >= MIN_SILENCE_DAYS)
+    silent = ~has_gap & (r >= MIN_SILENCE_DAYS)  # one order: no rhythm to compare with
+    slow = has_gap & (gap >= SLOW_RHYTHM_DAYS)
+    return np.select(
+        [overdue, silent, slow],
+        ["no order for " + _counted(r, "day") + ", usually every " + _counted(gap, "day"),
+         "no order for " + _counted(r, "day"),
+         "orders only about every " + _counted(gap, "day")],
+        "",  # recently active at their usual pace: not a reason
+    ).astype(object)
 
 
 @phrase("frequency")
@@ -152,7 +163,7 @@ def order_windows(v: _View) -> np.ndarray:
     last, prev = v["orders_last_90d"], v["orders_prev_90d"]
     text = (_counted(last, "order") + " in the last " + v.window + " days vs " + _int(prev)
             + " in the " + v.window + " before")
-    return _only(~np.isnan(last) & ~np.isnan(prev), text)
+    return _only(last < prev, text)  # only a slowdown is a reason ("0 vs 0" is not)
 
 
 @phrase("spend_last_90d", "spend_prev_90d")
@@ -160,7 +171,7 @@ def spend_windows(v: _View) -> np.ndarray:
     last, prev = v["spend_last_90d"], v["spend_prev_90d"]
     text = ("spent " + _int(last) + " in the last " + v.window + " days vs " + _int(prev)
             + " in the " + v.window + " before")
-    return _only(~np.isnan(last) & ~np.isnan(prev), text)
+    return _only(last < prev, text)
 
 
 @phrase("aov_last3_vs_before")
@@ -178,7 +189,7 @@ def aov_trend(v: _View) -> np.ndarray:
 
 # --- price ------------------------------------------------------------------------------------
 @phrase("last_order_discounted", "discount_share_last3", "discount_share_before",
-        "discount_share_drop")
+        "discount_share_drop", "discount_share_prior")
 def coupon(v: _View) -> np.ndarray:
     before, last3 = v["discount_share_before"], v["discount_share_last3"]
     k3 = np.round(last3 * 3)
@@ -187,10 +198,11 @@ def coupon(v: _View) -> np.ndarray:
         "last 3 orders at full price after " + _pct(before) + " with a discount",
         _int(k3) + " of the last 3 orders with a discount after " + _pct(before) + " before",
     )
-    last = v["last_order_discounted"]
+    last, prior = v["last_order_discounted"], v["discount_share_prior"]
+    after = "last order at full price after " + _pct(prior) + " of earlier orders with a discount"
     single = np.where(last == 1, "last order with a discount", "last order at full price")
-    return np.select([~np.isnan(before) & ~np.isnan(last3), ~np.isnan(last)],
-                     [compared, single], "").astype(object)
+    return np.select([~np.isnan(before) & ~np.isnan(last3), (last == 0) & (prior > 0), ~np.isnan(last)],
+                     [compared, after, single], "").astype(object)
 
 
 @phrase("discount_share")
@@ -219,15 +231,17 @@ def delivery_time(v: _View) -> np.ndarray:
     return _only(~np.isnan(d), "deliveries took " + _dec(d) + " days on average")
 
 
-@phrase("late_share", "last_order_late")
+@phrase("late_share", "last_order_late", "last_order_delay_days")
 def late(v: _View) -> np.ndarray:
     k, n = v["_late_count"], v["_delivered_count"]
-    share, last = v["late_share"], v["last_order_late"]
-    also = np.where(last == 1, ", the last one too", "")
+    share, last, delay = v["late_share"], v["last_order_late"], v["last_order_delay_days"]
+    also = np.where(delay > 0, ", the last one " + _counted(delay, "day") + " late",
+                    np.where(last == 1, ", the last one too", ""))
     return np.select(
-        [(k > 0) & (n > 0), np.isnan(k) & (share > 0), last == 1],
+        [(k > 0) & (n > 0), np.isnan(k) & (share > 0), delay > 0, last == 1],
         [_int(k) + " of " + _counted(n, "order") + " arrived late" + also,
          _pct(share) + " of orders arrived late" + also,
+         "last order arrived " + _counted(delay, "day") + " late",
          "last order arrived late"],
         "",  # nothing late: not a reason
     ).astype(object)
@@ -268,6 +282,21 @@ def refunds(v: _View) -> np.ndarray:
 @phrase("return_rate")
 def returns(v: _View) -> np.ndarray:
     return _rate_phrase(v, "return_rate", "_returned_count", "returned")
+
+
+@phrase("failed_after_last_order")
+def failed_after_last(v: _View) -> np.ndarray:
+    n = v["failed_after_last_order"]
+    text = np.where(n == 1, "the latest order was cancelled or failed",
+                    _counted(n, "order") + " cancelled or failed since the last completed one")
+    return _only(n > 0, text)
+
+
+@phrase("returned_after_last_order")
+def returned_after_last(v: _View) -> np.ndarray:
+    n = v["returned_after_last_order"]
+    text = np.where(n == 1, "returned the latest order", "returned the latest " + _counted(n, "order"))
+    return _only(n > 0, text)
 
 
 @phrase("payment_failures")
@@ -313,6 +342,32 @@ for _topic in TOPIC_WORDS:
         _about(f"complaints_{_topic}_90d", "complaint", _topic))
     phrase(f"support_tickets_{_topic}_90d", group="tickets")(
         _about(f"support_tickets_{_topic}_90d", "support ticket", _topic))
+
+
+def _since_last(family: str, words: str) -> Callable[[_View], np.ndarray]:
+    name = f"contacts_{family}_since_last_order"
+
+    def render(v: _View) -> np.ndarray:
+        n = v[name]
+        return _only(n > 0, _counted(n, "complaint or ticket", "complaints or tickets") + " about "
+                     + words + " since the last order")
+
+    return render
+
+
+for _family, _words in (("logistics", "delivery"), ("price", "prices"), ("service", "service or payment"),
+                        ("product", "products")):
+    phrase(f"contacts_{_family}_since_last_order", group="complaints")(_since_last(_family, _words))
+
+
+@phrase("p_alive", "expected_orders_horizon", "p_no_order_horizon", group="rhythm")
+def alive(v: _View) -> np.ndarray:
+    """The BG/NBD features summarise silence and rhythm: say those in the customer's own numbers
+    when they are a reason, else the model's estimate that the customer has stopped."""
+    own = recency(v)
+    p = v["p_alive"]
+    model = _only(p < 0.5, "probably no longer buying (buying pattern model: " + _pct(p) + " still active)")
+    return np.where(own != "", own, model).astype(object)
 
 
 @phrase("mean_review_score", group="reviews")

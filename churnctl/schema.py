@@ -135,6 +135,10 @@ SCORE_COLUMNS = (
     "top_cause",
     *CAUSE_COLUMNS,
     "reasons",
+    "p_alive",
+    "expected_days_to_next_order",
+    "predicted_value_12m",
+    "value_at_risk",
 )
 
 

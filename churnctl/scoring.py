@@ -167,4 +167,31 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     for column in CAUSE_COLUMNS:
         out[column] = causes[column].to_numpy()
     out["reasons"] = _reasons.build(frame, by_feature, top_n=3, recent_days=config.features.recent_days).reindex(frame.index).to_numpy()
+    value = predicted_value(frame)
+    out["p_alive"] = _optional(frame, "p_alive").round(DECIMALS)
+    out["expected_days_to_next_order"] = _optional(frame, "expected_days_to_next_order").round(1)
+    out["predicted_value_12m"] = value.round(2)
+    out["value_at_risk"] = (p * value).round(2)
     return out[list(SCORE_COLUMNS[1:])]
+
+
+def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column in frame.columns:
+        return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.full(len(frame), np.nan)
+
+
+def predicted_value(frame: pd.DataFrame) -> np.ndarray:
+    """Return the expected spend over the next 12 months per customer (base currency).
+
+    The BG/NBD + Gamma-Gamma ``predicted_value_12m`` column when the features frame has it
+    (``model.add_btyd``); otherwise, and for customers where it is missing, the documented
+    fallback: the customer's historic yearly spend rate,
+    ``monetary_total x 365 / max(tenure_days, 365)`` (a customer younger than a year is
+    counted over a full year, so a first order is not extrapolated).
+    """
+    monetary = _optional(frame, "monetary_total")
+    tenure = _optional(frame, "tenure_days")
+    fallback = monetary * 365.0 / np.maximum(np.nan_to_num(tenure, nan=0.0), 365.0)
+    model_value = _optional(frame, "predicted_value_12m")
+    return np.where(np.isfinite(model_value), model_value, fallback)

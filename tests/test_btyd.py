@@ -437,3 +437,22 @@ def test_predictions_do_not_depend_on_the_time_unit(orders_with_future):
         btyd.predict(weeks, orders_with_future, AS_OF), btyd.predict(days, orders_with_future, AS_OF),
         rtol=1e-4,
     )
+
+
+def test_nearly_constant_dropout_fits_the_fixed_dropout_limit():
+    # Dropout probability almost the same for everyone (Beta(500, 9500) ~ 0.05): the 4-parameter
+    # likelihood keeps rising with a and b together, a ridge to infinity that is often "not
+    # identified" (the committed sample is so); the fixed-dropout fit returns the identified
+    # limit (r, alpha and a / (a + b)).
+    T = np.random.default_rng(8).uniform(100, 1000, 4000)
+    x, t_x, _ = simulate(4000, (1.8, 90.0, 500.0, 9500.0), T, seed=9)
+    data = btyd._BGData(x, t_x, T, float(np.median(T)))
+    theta, _, reasons = btyd._fit_fixed_dropout(data, float(x.sum() / T.sum() * np.median(T)), 1000)
+    assert theta is not None and not reasons
+    r, alpha, a, b = np.exp(theta)
+    assert a + b == pytest.approx(btyd._FIXED_DROPOUT_K, rel=1e-9)
+    assert a / (a + b) == pytest.approx(0.05, abs=0.015)
+    assert r == pytest.approx(1.8, rel=0.15) and alpha * np.median(T) == pytest.approx(90.0, rel=0.15)
+    fit = btyd.fit_bgnbd(x, t_x, T)  # whichever path converges, the same dropout and rates
+    assert fit.converged and fit.a / (fit.a + fit.b) == pytest.approx(a / (a + b), rel=0.05)
+    assert np.isfinite(btyd.p_no_order(fit, x, t_x, T, 90.0)).all()

@@ -314,7 +314,7 @@ def test_same_instant_orders_broken_by_order_id():
 def test_optional_columns_absent():
     minimal = ORDERS[list(schema.ORDER_REQUIRED)]
     got = features.build(minimal, AS_OF)
-    activity = [n for n, f in features.FEATURES.items() if f.family == "activity"]
+    activity = [n for n, f in features.FEATURES.items() if f.family == "activity" and not f.requires]
     assert features.model_columns(got) == activity
     assert not [c for c in got.columns if c.startswith("_")]
     # without a status column every order counts as completed: c3 and its order appear
@@ -354,6 +354,7 @@ def test_registry(built):
     table = features.list_features()
     assert list(table.columns) == ["name", "family", "requires", "description"]
     assert list(table["name"]) == list(features.FEATURES)
+    assert features.FEATURES["p_alive"].requires == (features.BTYD_INPUT,)
     assert set(table["family"]) == set(schema.FAMILIES)
     assert table["description"].str.len().min() > 10
     assert features.family_of("complaints_logistics_90d") == "logistics"
@@ -364,7 +365,8 @@ def test_registry(built):
     with pytest.raises(KeyError, match="unknown feature 'nope'"):
         features.family_of("nope")
     model = features.model_columns(built)
-    assert model == list(features.FEATURES)  # every input present: every feature built
+    expected = [n for n, f in features.FEATURES.items() if features.BTYD_INPUT not in f.requires]
+    assert model == expected  # every input present: every feature built (BG/NBD ones by the model stage)
     assert not set(model) & set(features.DESCRIPTOR_COLUMNS + features.AUX_COLUMNS)
     assert set(built.columns) == set(model) | set(features.DESCRIPTOR_COLUMNS) | {
         c for c in features.AUX_COLUMNS if c in built.columns}

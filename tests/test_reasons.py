@@ -183,3 +183,44 @@ def test_every_registered_feature_has_its_own_phrase(built_features):
     assert said["order_trend"] == "0 orders in the last 90 days vs 3 in the 90 before"
     assert said["cancel_rate"] == ""  # nothing cancelled: no reason
     assert all("nan" not in text for text in said.values())
+
+
+def test_recent_buyer_gets_no_silence_or_rhythm_twice_and_no_zero_windows():
+    # The reported bug: ordered 7 days ago, rhythm 243 days -> "orders about every 243 days;
+    # ...; no order for 7 days, usually every 243 days" and "0 orders ... vs 0 in the 90 before".
+    frame = pd.DataFrame(
+        {"recency_days": [7, 120, 45, 10], "mean_gap_days": [243.0, 22.0, NAN, 20.0],
+         "median_gap_days": [243.0, 22.0, NAN, 20.0], "overdue_ratio": [0.03, 5.5, NAN, 0.5],
+         "orders_last_90d": [1, 0, 0, 0], "orders_prev_90d": [0, 7, 0, 0],
+         "mean_delivery_days": [10.8, 5.0, 5.0, 5.0]},
+        index=pd.Index(["a", "b", "c", "d"], name="customer_id"),
+    )
+    contrib = pd.DataFrame(
+        {"mean_gap_days": [0.9, 0.1, 0.0, 0.5], "recency_days": [0.8, 2.0, 0.4, 0.4],
+         "orders_last_90d": [0.5, 0.3, 0.6, 0.3], "mean_delivery_days": [0.4, 0.0, 0.0, 0.0]},
+        index=frame.index,
+    )
+    got = reasons.build(frame, contrib)
+    assert got["a"] == "orders only about every 243 days; deliveries took 10.8 days on average"
+    assert got["b"] == "no order for 120 days, usually every 22 days; 0 orders in the last 90 days vs 7 in the 90 before"
+    assert got["c"] == "no order for 45 days"  # one order, 45 days ago: no rhythm to compare
+    assert got["d"] == ""  # recent, fast rhythm, no slowdown: nothing to say
+
+
+def test_last_order_experience_phrases():
+    frame = pd.DataFrame(
+        {"failed_after_last_order": [1, 2, 0], "returned_after_last_order": [0, 0, 1],
+         "last_order_delay_days": [6.0, NAN, -1.0], "late_share": [NAN, NAN, 0.0],
+         "contacts_logistics_since_last_order": [2, 0, 0], "discount_share_prior": [0.8, NAN, NAN],
+         "last_order_discounted": [0, 1, 0], "p_alive": [0.2, 0.9, 0.4]},
+        index=pd.Index(["a", "b", "c"], name="customer_id"),
+    )
+    contrib = pd.DataFrame(1.0, index=frame.index, columns=frame.columns)
+    got = reasons.build(frame, contrib, top_n=8)
+    assert got["a"] == ("the latest order was cancelled or failed; last order arrived 6 days late; "
+                        "2 complaints or tickets about delivery since the last order; last order at full price "
+                        "after 80% of earlier orders with a discount; probably no longer buying "
+                        "(buying pattern model: 20% still active)")
+    assert got["b"] == "2 orders cancelled or failed since the last completed one; last order with a discount"
+    assert got["c"] == ("returned the latest order; last order at full price; "
+                        "probably no longer buying (buying pattern model: 40% still active)")

@@ -123,7 +123,7 @@ def test_score_frame(fitted):
     margin = got[list(CAUSE_COLUMNS)].sum(axis=1) + fitted.contributions(frame)["bias"]
     np.testing.assert_allclose(margin.to_numpy(), fitted.raw_margin(frame), atol=1e-4)
     assert (got["cause_engagement"] == 0).all() and (got["cause_product"] == 0).all()
-    assert (got["top_cause"].to_numpy() == scoring.top_causes(got, 0.05)).all()
+    assert (got["top_cause"].to_numpy() == scoring.top_causes(got, Config().scoring.min_cause_contribution)).all()
     assert (got["days_since_last_order"] == frame["recency_days"]).all()
     assert (got["lifecycle_stage"] == frame["lifecycle_stage"]).all()
     assert got.loc["000", "country"] == "DE" and got.loc["000", "rfm_segment"] == "Loyal"
