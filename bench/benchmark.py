@@ -188,7 +188,12 @@ def main() -> None:
         def model_for(with_events: bool) -> Path:
             name = f"model-{args.engine}{'-events' if with_events else ''}"
             own = args.data / f"{label}-{name}" / "model.joblib"
-            return own if (own.exists() or label in train_sizes) else args.data / f"1m-{name}" / "model.joblib"
+            if own.exists() or label in train_sizes:
+                return own
+            # else a model trained on 1m (by this engine, else by the pandas engine)
+            fallback = [args.data / f"1m-{n}" / "model.joblib"
+                        for n in (name, f"model-pandas{'-events' if with_events else ''}")]
+            return next((m for m in fallback if m.exists()), fallback[0])
 
         for stage in args.stages:
             rec: dict = {"size": label, "engine": args.engine, "stage": stage, **info}
