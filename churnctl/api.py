@@ -711,7 +711,7 @@ def scoring_columns() -> list[str]:
 
 # --- evaluate and explain (issue 4) -----------------------------------------------------
 #: Files ``evaluate`` writes into its output folder.
-EVALUATION_FILES = ("evaluation.csv", "evaluation.json", "reliability.csv")
+EVALUATION_FILES = ("evaluation.csv", "evaluation.json", "reliability.csv", "curves.csv")
 
 
 @dataclass
@@ -735,8 +735,9 @@ def evaluate(
     """Backtest the model against recency, BG/NBD and a logistic RFM baseline; write the tables.
 
     Writes ``out/evaluation.csv`` (metrics per cutoff, segment and model),
-    ``out/evaluation.json`` (the same plus the headline figures) and ``out/reliability.csv``
-    (observed churn vs predicted probability per decile).
+    ``out/evaluation.json`` (the same plus the headline figures), ``out/reliability.csv``
+    (observed churn vs predicted probability per decile) and ``out/curves.csv`` (ROC,
+    precision-recall, capture and lift points per cutoff and model).
     """
     from . import evaluate as _evaluate
 
@@ -754,11 +755,13 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     export.write_csv(result.table, out / "evaluation.csv")
     export.write_csv(result.reliability, out / "reliability.csv")
+    export.write_csv(result.curves, out / "curves.csv")
     payload = {
         "as_of": str(ts.date()),
         "horizon_days": config.horizon_days,
         "cutoffs": [str(c.date()) for c in result.cutoffs],
         "models": list(_evaluate.MODELS),
+        "files": list(EVALUATION_FILES),
         "overall": result.overall(),
         "notes": result.notes,
         "table": result.table.to_dict("records"),

@@ -378,7 +378,7 @@ def evaluate_cmd(
     as_of: AsOfOpt,
     events: EventsOpt = None,
     backtests: Annotated[int, typer.Option("--backtests", min=1, help="Number of backtest cutoffs.")] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for evaluation.csv, evaluation.json, reliability.csv.")] = Path(
+    out: Annotated[Path, typer.Option(help="Folder for evaluation.csv, evaluation.json, reliability.csv, curves.csv.")] = Path(
         "evaluation"
     ),
     horizon_days: HorizonOpt = None,
@@ -399,7 +399,7 @@ def evaluate_cmd(
         typer.echo(f"{name:<14}{m['roc_auc']:>9.3f}{m['pr_auc']:>9.3f}{m['brier']:>8.3f}{m['log_loss']:>9.3f}"
                    f"{m['ece']:>7.3f}{m['capture_10']:>8.3f}{m['lift_10']:>8.2f}{m['capture_20']:>8.3f}"
                    f"{m['lift_20']:>8.2f}")
-    typer.echo(f"-> {out}/evaluation.csv, evaluation.json, reliability.csv", err=True)
+    typer.echo(f"-> {out}/evaluation.csv, evaluation.json, reliability.csv, curves.csv", err=True)
 
 
 @app.command("explain")

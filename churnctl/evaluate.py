@@ -17,8 +17,9 @@ Metrics (:func:`metrics`): ROC-AUC, PR-AUC, Brier, log-loss, expected calibratio
 10 equal-width probability bins, and the capture rate (share of all churners) and lift in the
 top 10% and 20% of the ranking; per cutoff and pooled over all cutoffs ("all"), overall and
 per country, channel and RFM segment.  :func:`reliability` gives observed churn against
-predicted probability per decile of the prediction, for plotting.  No I/O here: ``api``
-writes the files.
+predicted probability per decile of the prediction, for plotting; :func:`curves` the ROC,
+precision-recall, capture and lift curves (at most :data:`CURVE_POINTS` points each).  No I/O
+here: ``api`` writes the files.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import (average_precision_score, brier_score_loss, log_loss, precision_recall_curve,
+                             roc_auc_score, roc_curve)
 
 from . import model as _model
 from .config import Config
@@ -48,6 +50,12 @@ TABLE_COLUMNS = ("cutoff", "group_by", "group", "model", *METRIC_COLUMNS)
 #: reliability.csv columns.
 RELIABILITY_COLUMNS = ("cutoff", "model", "decile", "p_min", "p_max", "mean_predicted", "observed_rate", "n")
 ECE_BINS = 10
+#: curves.csv columns: ``curve`` is roc (x fpr, y tpr), pr (x recall, y precision), capture
+#: (x share contacted riskiest first, y share of churners caught) or lift (x as capture, y capture / x).
+CURVE_COLUMNS = ("cutoff", "model", "curve", "x", "y")
+CURVES = ("roc", "pr", "capture", "lift")
+#: Most points kept per ROC / precision-recall curve; capture and lift are given per percentile.
+CURVE_POINTS = 200
 
 
 # --- metrics ------------------------------------------------------------------------------
@@ -121,6 +129,53 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
     return out
 
 
+def thin(x: np.ndarray, y: np.ndarray, max_points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Return at most ``max_points`` points of the polyline ``(x, y)``, evenly spread along its length.
+
+    The first and last points are kept and the order is unchanged, so a monotone curve stays
+    monotone; points are picked where the cumulative |dx| + |dy| crosses even steps.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(x)
+    if n <= max_points:
+        return x, y
+    length = np.r_[0.0, np.cumsum(np.abs(np.diff(x)) + np.abs(np.diff(y)))]
+    idx = np.searchsorted(length, np.linspace(0.0, length[-1], max_points - 1), side="left")
+    idx = np.unique(np.r_[np.minimum(idx, n - 1), n - 1])
+    return x[idx], y[idx]
+
+
+def curves(y_true, score, max_points: int = CURVE_POINTS) -> pd.DataFrame:
+    """Return the ROC, precision-recall, capture and lift curves of ranking by ``score``.
+
+    ROC (fpr, tpr) from (0, 0) to (1, 1) and precision-recall (recall ascending) come from
+    :func:`sklearn.metrics.roc_curve` / :func:`~sklearn.metrics.precision_recall_curve`, thinned
+    to ``max_points``.  Capture: share of churners among the top x of the ranking for x = 0, 1%,
+    ..., 100% (ties share the cut, i.e. linear within a tied block); lift = capture / x (x > 0).
+    Empty when only one class is present.
+    """
+    y = np.asarray(y_true, dtype=bool).astype(np.int64)
+    s = np.asarray(score, dtype=np.float64)
+    n, pos = len(y), int(y.sum())
+    if not 0 < pos < n:
+        return pd.DataFrame({"curve": pd.Series(dtype=object), "x": pd.Series(dtype=np.float64),
+                             "y": pd.Series(dtype=np.float64)})
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    contacted = (tpr * pos + fpr * (n - pos)) / n
+    grid = np.linspace(0.0, 1.0, 101)
+    caught = np.interp(grid, contacted, tpr)
+    rx, ry = thin(*roc_curve(y, s)[:2], max_points)
+    precision, recall, _ = precision_recall_curve(y, s)
+    px, py = thin(recall[::-1], precision[::-1], max_points)
+    parts = [("roc", rx, ry), ("pr", px, py), ("capture", grid, caught), ("lift", grid[1:], caught[1:] / grid[1:])]
+    return pd.DataFrame({
+        "curve": np.concatenate([np.full(len(a), name, dtype=object) for name, a, _ in parts]),
+        "x": np.concatenate([a for _, a, _ in parts]),
+        "y": np.concatenate([b for _, _, b in parts]),
+    })
+
+
 # --- backtest -----------------------------------------------------------------------------
 @dataclass
 class Evaluation:
@@ -133,6 +188,7 @@ class Evaluation:
     table: pd.DataFrame
     reliability: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    curves: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CURVE_COLUMNS)))
 
     def overall(self) -> dict[str, dict[str, float | int]]:
         """Return model -> pooled metrics over every cutoff (the headline figures)."""
@@ -223,6 +279,21 @@ def _reliability(pred: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[list(RELIABILITY_COLUMNS)]
 
 
+def _curves(pred: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    scopes = [("all", pred)] + [(c, pred[pred["cutoff"] == c]) for c in sorted(pred["cutoff"].unique())]
+    for cutoff, part in scopes:
+        for name in MODELS:
+            m = part[part["model"] == name]
+            if m.empty:
+                continue
+            c = curves(m["churned"].to_numpy(), m["score"].to_numpy())
+            frames.append(c.assign(x=c["x"].round(6), y=c["y"].round(6), cutoff=cutoff, model=name))
+    if not frames:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(CURVE_COLUMNS)]
+
+
 def backtest(orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *, events: pd.DataFrame | None = None,
              backtests: int = 3) -> Evaluation:
     """Replay history at ``backtests`` cutoffs ending at ``as_of - horizon_days``; see the module doc.
@@ -249,7 +320,8 @@ def backtest(orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *, event
         except TrainingError as exc:
             raise TrainingError(f"backtest cutoff {cutoff.date()}: {exc}") from None
     pred = pd.concat(frames, ignore_index=True)
-    return Evaluation(as_of, int(config.horizon_days), cutoffs, pred, _table(pred), _reliability(pred), notes)
+    return Evaluation(as_of, int(config.horizon_days), cutoffs, pred, _table(pred), _reliability(pred), notes,
+                      _curves(pred))
 
 
 # --- cause recovery -----------------------------------------------------------------------

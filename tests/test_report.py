@@ -17,7 +17,7 @@ from churnctl.cli import app
 from churnctl.config import Config
 from churnctl.report import aggregates, load_run, render
 from churnctl.report.data import previous_run
-from churnctl.report.page import decile_curves, top_groups
+from churnctl.report.page import decile_curves, eval_curves, top_groups
 
 SAMPLE_AS_OF = "2026-06-30"  # as in conftest.py
 
@@ -123,6 +123,16 @@ def test_decile_curves_walk_the_deciles_from_the_riskiest():
     assert precision.tolist() == [0.75, 0.5]
     share, capture = curves["lift"]["model (xgboost)"]
     assert share.tolist() == [0, 0.5, 1.0] and capture.tolist() == [0, 0.75, 1.0]
+
+
+def test_eval_curves_read_the_pooled_rows_and_put_the_auc_in_the_legend():
+    cur = pd.DataFrame({"cutoff": ["all"] * 3 + ["2026-01-30"] * 3, "model": "xgboost", "curve": "roc",
+                        "x": [0, 0, 1] * 2, "y": [0, 1, 1, 0, 0.5, 1]})
+    got = eval_curves(cur, {"xgboost": {"roc_auc": 0.9}})
+    (label, (x, y)), = got["roc"].items()
+    assert label == "model (xgboost), AUC 0.900" and y.tolist() == [0, 1, 1]
+    # no metrics: the area under the drawn curve, marked as approximate
+    assert list(eval_curves(cur)["roc"]) == ["model (xgboost), AUC ≈1.000"]
 
 
 # --- a hand-made run folder ---------------------------------------------------------------
@@ -276,6 +286,72 @@ def test_cli_report_with_an_evaluation_adds_curves_and_baselines(tmp_path):
     assert 'data-figure="uplift"' in page and "no measured uplift" not in text
     assert re.search(r"logistics_express 180 20 0\.050 -0\.020 0\.120", text)  # the pooled row only
     assert "0.900" not in text
+    # no curves.csv: the curves are rebuilt from the deciles, and the page says so
+    assert "rebuilt from the 10 deciles of reliability.csv" in text and "ROC curve at decile resolution" in text
+    assert "model (xgboost), AUC 0.860" in text  # the AUC of the backtest in the legend
+
+
+def _curves_csv(folder: Path) -> None:
+    """A curves.csv as `churnctl evaluate` writes it: four models, ROC / PR / capture per cutoff."""
+    rows = []
+    for model, bend in (("xgboost", 0.2), ("logistic_rfm", 0.4), ("bgnbd", 0.3), ("recency", 0.5)):
+        x = np.linspace(0, 1, 150)
+        y = x ** bend
+        for cutoff in ("all", "2026-01-30"):
+            rows += [pd.DataFrame({"cutoff": cutoff, "model": model, "curve": kind, "x": x, "y": yy})
+                     for kind, yy in (("roc", y), ("pr", 1 - 0.5 * x), ("capture", y))]
+    export.write_csv(pd.concat(rows, ignore_index=True), folder / "curves.csv")
+
+
+def test_report_draws_the_backtest_curves_from_curves_csv(tmp_path):
+    folder = _write_run(tmp_path / "run", "2026-04-30")
+    ev = folder / "evaluation"  # found beside the run without --evaluation
+    ev.mkdir()
+    export.write_json({"as_of": "2026-04-30", "cutoffs": ["2026-01-30"], "overall": {
+        "xgboost": {"roc_auc": 0.861, "pr_auc": 0.812, "lift_10": 2.3},
+        "logistic_rfm": {"roc_auc": 0.802, "pr_auc": 0.733},
+        "bgnbd": {"roc_auc": 0.791, "pr_auc": 0.744},
+        "recency": {"roc_auc": 0.781, "pr_auc": 0.722}}}, ev / "evaluation.json")
+    _curves_csv(ev)
+    page = render(load_run(folder), Config())
+    text = _text(page)
+    for fig in ("roc", "pr", "lift"):
+        assert f'data-figure="{fig}"' in page, fig
+    assert 'data-figure="reliability"' not in page  # no reliability.csv: no calibration plot
+    for label in ("model (xgboost), AUC 0.861", "logistic on RFM, AUC 0.802", "BG/NBD, AUC 0.791",
+                  "recency, AUC 0.781", "model (xgboost), PR-AUC 0.812", "recency, PR-AUC 0.722",
+                  "model (xgboost), lift@10% 2.300"):
+        assert label in text, label
+    assert "ROC curve from curves.csv" in text and "rebuilt from the 10 deciles" not in text
+
+
+def test_campaign_budgets_come_from_the_rules_file_and_costs_from_the_manifest(tmp_path):
+    folder = _write_run(tmp_path / "run", "2026-04-30")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - name: late\n    when:\n      top_cause: {equals: logistics}\n"
+                     "    action:\n      campaign: logistics_express\n      channel: email\n"
+                     "      offer: {type: free_shipping}\n      template: t\n"
+                     "      budget: {max_recipients: 300, max_offer_cost: 1250}\n"
+                     "  - name: rest\n    when:\n      risk_tier: {in: [high]}\n"
+                     "    action:\n      campaign: price_coupon\n      channel: email\n"
+                     "      offer: {type: amount_off, value: 5}\n      template: t\n")
+    manifest = json.loads((folder / "run.json").read_text())
+    manifest["rules"] = {"source": str(rules), "sha256": "0" * 64}
+    manifest["counts"]["actions"]["price_coupon"] = 1
+    manifest["counts"]["holdout"] = {"logistics_express": 1, "price_coupon": 0}
+    manifest["counts"]["offer_cost"] = {"logistics_express": 7.5, "price_coupon": 0.0}
+    export.write_json(manifest, folder / "run.json")
+    text = _text(render(load_run(folder), Config()))
+    assert re.search(r"logistics_express 2 1 1 1 percent_off 10 8 USD ≤ 300 recipients; ≤ 1,250 USD", text), \
+        text[text.find("matched"):][:400]
+    assert re.search(r"price_coupon 1 0 0 0 — 0 USD no budget", text)
+    assert "budgets per run from the rules file rules.yaml (changed since this run" in text
+    assert str(tmp_path) not in text  # the file's name only, no machine path
+    # the rules file gone: budgets unknown, said so
+    rules.unlink()
+    text = _text(render(load_run(folder), Config()))
+    assert "the rules file rules.yaml could not be read: budgets not shown" in text
+    assert re.search(r"logistics_express 2 1 1 1 percent_off 10 8 USD —", text)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -199,33 +199,47 @@ def importance_bars(frame: pd.DataFrame) -> str:
 
 
 # --- model quality ----------------------------------------------------------------------
-def metric_bars(table: pd.DataFrame, name: str = "baselines") -> str:
-    """Grouped bars: each metric (columns) for the model and its baselines (rows)."""
+def metric_bars(table: pd.DataFrame, name: str = "baselines", colors: list[str | None] | None = None) -> str:
+    """Grouped bars: each metric (columns) for the model and its baselines (rows).
+
+    ``colors``: one colour per row (None: the default palette by position).
+    """
+    palette = [ACCENT, "#95a5a6", "#bdc3c7", "#d5dbdb", "#e5e8e8"]
+    fill = [(colors[i] if colors and i < len(colors) else None) or palette[i % len(palette)]
+            for i in range(len(table))]
+    upright = len(table) > 2  # side by side the values would overlap: written upwards
+
     def draw(fig):
         axes = fig.subplots(1, len(table.columns))
         axes = np.atleast_1d(axes)
-        colors = [ACCENT, "#95a5a6", "#bdc3c7", "#d5dbdb"]
         for ax, metric in zip(axes, table.columns):
             vals = table[metric].to_numpy(np.float64)
-            ax.bar(range(len(vals)), np.nan_to_num(vals), color=colors[: len(vals)])
+            ax.bar(range(len(vals)), np.nan_to_num(vals), color=fill)
             for i, v in enumerate(vals):
                 if np.isfinite(v):
-                    ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
+                    ax.text(i, v, f" {v:.3f}" if upright else f"{v:.3f}", ha="center", va="bottom", fontsize=7,
+                            rotation=90 if upright else 0)
             ax.set_xticks(range(len(vals)), list(table.index), rotation=30, ha="right", fontsize=7)
-            ax.set_title(metric.replace(" (lower is better)", "\n(lower is better)"), fontsize=8)
-            ax.set_ylim(0, max(1e-9, np.nanmax(np.r_[vals, 0])) * 1.18)
+            ax.set_title(metric.replace(" (lower is better)", "\n(lower is better)")
+                         .replace(" (ECE)", "\n(ECE)"), fontsize=8)
+            ax.set_ylim(0, max(1e-9, np.nanmax(np.r_[vals, 0])) * (1.45 if upright else 1.18))
         fig.subplots_adjust(wspace=0.45)
     return _svg(name, "Model against baselines", draw, (6.8, 2.6))
 
 
 def curve(name: str, title: str, series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
-          diagonal: bool = False) -> str:
-    """A line chart of one or more curves (ROC, precision-recall, reliability, lift/capture)."""
+          diagonal: bool = False, colors: list[str | None] | None = None) -> str:
+    """A line chart of one or more curves (ROC, precision-recall, reliability, lift/capture).
+
+    ``colors``: one colour per series (None: the default palette by position).
+    """
+    palette = [ACCENT, "#e69b22", "#3a9d5d", "#7f8c8d", "#c0392b"]
+
     def draw(fig):
         ax = fig.subplots()
         for i, (label, (x, y)) in enumerate(series.items()):
-            ax.plot(x, y, lw=1.5, marker="o" if len(x) <= 20 else None, ms=3,
-                    color=[ACCENT, "#95a5a6", "#7f8c8d", "#c0392b"][i % 4], label=label)
+            color = (colors[i] if colors and i < len(colors) else None) or palette[i % len(palette)]
+            ax.plot(x, y, lw=1.5, marker="o" if len(x) <= 20 else None, ms=3, color=color, label=label)
         if diagonal:
             ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=0.8, ls="--")
         ax.set_xlabel(xlabel)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import ChurnctlError, InputError
 
 #: scores.csv columns the report uses (``reasons`` is never read: it is long per-customer text).
 SCORE_USECOLS = (
@@ -49,6 +49,8 @@ class RunData:
     previous_value_at_risk: float | None = None
     evaluation: dict[str, Any] = field(default_factory=dict)
     measure: pd.DataFrame | None = None
+    budgets: dict[str, dict[str, Any]] | None = None
+    budget_note: str = ""
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -147,20 +149,21 @@ def find_evaluation(run_dir: Path) -> Path | None:
     """Return the folder of a ``churnctl evaluate`` result for this run, if there is one.
 
     Looked for in ``<run>/evaluation/``, ``<run>/`` and ``<run>/../evaluation/`` (a folder
-    holding ``evaluation.json`` or ``reliability.csv``).
+    holding ``evaluation.json``, ``reliability.csv`` or ``curves.csv``).
     """
     for folder in (run_dir / "evaluation", run_dir, run_dir.parent / "evaluation"):
-        if (folder / "evaluation.json").is_file() or (folder / "reliability.csv").is_file():
+        if any((folder / f).is_file() for f in ("evaluation.json", "reliability.csv", "curves.csv")):
             return folder
     return None
 
 
 def read_evaluation(folder: Path | None) -> dict[str, Any]:
-    """Return ``{"path", "summary", "reliability"}`` of an evaluate folder (empty dict if none).
+    """Return ``{"path", "summary", "reliability", "curves"}`` of an evaluate folder (empty dict if none).
 
     ``summary`` is ``evaluation.json`` (``as_of``, ``cutoffs``, ``overall``: model -> metrics);
     ``reliability`` the rows of ``reliability.csv`` (cutoff, model, decile, mean_predicted,
-    observed_rate, n).
+    observed_rate, n); ``curves`` the rows of ``curves.csv`` (cutoff, model, curve, x, y), left
+    out when the folder predates it.
     """
     if folder is None:
         return {}
@@ -173,7 +176,49 @@ def read_evaluation(folder: Path | None) -> dict[str, Any]:
         rel = pd.DataFrame(summary["reliability"])
     if rel is not None and len(rel):
         found["reliability"] = rel
+    cur = _read_csv(folder / "curves.csv", dtype={"cutoff": str, "model": str, "curve": str})
+    if cur is not None and len(cur) and {"model", "curve", "x", "y"} <= set(cur.columns):
+        found["curves"] = cur
     return found
+
+
+BUDGET_KEYS = ("max_recipients", "max_offer_cost")
+
+
+def _budgets(run_dir: Path, manifest: dict[str, Any]) -> tuple[dict[str, dict[str, Any]] | None, str]:
+    """Return campaign -> budget keys, and a note on where they come from.
+
+    From ``run.json`` (``budgets`` or ``counts.budgets``) when the run recorded them, else from
+    the rules file named in ``rules.source`` (read with :func:`churnctl.rules.load`); a campaign
+    without a budget maps to ``{}``.  None when neither is available (the note says why).
+    """
+    recorded = manifest.get("budgets") or (manifest.get("counts") or {}).get("budgets")
+    if isinstance(recorded, dict) and recorded:
+        return {str(k): (v if isinstance(v, dict) else {"max_offer_cost": v}) for k, v in recorded.items()}, ""
+    from .. import rules as _rules
+
+    info = manifest.get("rules") if isinstance(manifest.get("rules"), dict) else {}
+    source = info.get("source")
+    if not source:
+        return None, "the run does not name its rules file (run.json rules.source): budgets not shown"
+    if source == _rules.DEFAULT_SOURCE:
+        path = None
+    else:
+        path = Path(source)
+        if not path.is_absolute() and not path.is_file():
+            path = run_dir / path
+    shown = str(source).replace("\\", "/").rsplit("/", 1)[-1]  # the file name: no machine path on the page
+    header = _read_csv(run_dir / "scores.csv", nrows=0)
+    try:
+        ruleset = _rules.load(path, columns=() if header is None else header.columns)
+    except ChurnctlError:
+        return None, f"the rules file {shown} could not be read: budgets not shown"
+    budgets = {name: {k: getattr(s, k) for k in BUDGET_KEYS if getattr(s, k) is not None}
+               for name, s in ruleset.settings.items()}
+    note = f"budgets per run from the rules file {shown}"
+    if info.get("sha256") and ruleset.sha256 and info["sha256"] != ruleset.sha256:
+        note += " (changed since this run: today's budgets, not necessarily the run's)"
+    return budgets, note
 
 
 def _measure(run_dir: Path) -> pd.DataFrame | None:
@@ -218,6 +263,7 @@ def load_run(run_dir: Path, *, evaluation: Path | None = None) -> RunData:
                           keep_default_na=False, na_values=[""])
         if frame is not None:
             aggregates[name] = frame
+    budgets, budget_note = _budgets(run_dir, manifest)
     rejects = _read_csv(run_dir / "rejects.csv", ("file", "column", "reason"), dtype=str, keep_default_na=False)
     prev_path = previous_run(run_dir, manifest.get("as_of"))
     previous = _read_json(prev_path / "run.json") if prev_path else None
@@ -244,4 +290,6 @@ def load_run(run_dir: Path, *, evaluation: Path | None = None) -> RunData:
         previous_value_at_risk=prev_var,
         evaluation=read_evaluation(Path(evaluation) if evaluation is not None else find_evaluation(run_dir)),
         measure=_measure(run_dir),
+        budgets=budgets,
+        budget_note=budget_note,
     )

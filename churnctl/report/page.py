@@ -420,8 +420,8 @@ METRICS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "brier": "Brier (lower is b
            "top_decile_lift": "top-decile lift", "lift_10": "top-decile lift", "ece": "calibration error (ECE)"}
 #: Scorer names as shown.
 SCORERS = {"model": "model", "xgboost": "model (xgboost)", "logistic": "model (logistic)",
-           "recency_baseline": "recency", "recency": "recency", "bgnbd": "BG/NBD",
-           "logistic_rfm": "logistic on RFM"}
+           "logistic_rfm": "logistic on RFM", "bgnbd": "BG/NBD", "recency_baseline": "recency",
+           "recency": "recency"}
 
 
 def _metric_table(by_scorer: dict[str, Any] | None) -> pd.DataFrame | None:
@@ -433,6 +433,9 @@ def _metric_table(by_scorer: dict[str, Any] | None) -> pd.DataFrame | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows).T.apply(pd.to_numeric, errors="coerce")
+    order = list(dict.fromkeys(SCORERS.values()))  # the product model first, then the baselines
+    frame = frame.iloc[sorted(range(len(frame)), key=lambda i: (
+        order.index(frame.index[i]) if frame.index[i] in order else len(order), str(frame.index[i])))]
     return frame.loc[:, frame.notna().any()]
 
 
@@ -444,13 +447,34 @@ def _pick(frame: pd.DataFrame, *names: str) -> str | None:
     return None
 
 
-def decile_curves(rel: pd.DataFrame) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def _legend(name: str, kind: str, metric: dict[str, Any], x: np.ndarray, y: np.ndarray) -> str:
+    """Return a curve's legend label: the scorer, and its ROC-AUC / PR-AUC / lift@10% when known.
+
+    The value comes from the backtest's pooled ``metric``; without it the ROC and PR areas are
+    the trapezoids under the drawn curve, marked ≈.
+    """
+    key, shown = {"roc": ("roc_auc", "AUC"), "pr": ("pr_auc", "PR-AUC"), "lift": ("lift_10", "lift@10%")}[kind]
+    label = SCORERS.get(str(name), str(name))
+    try:
+        value = float(metric.get(key))
+    except (TypeError, ValueError):
+        value = float("nan")
+    if np.isfinite(value):
+        return f"{label}, {shown} {value:.3f}"
+    if kind in ("roc", "pr") and len(x) > 1:
+        return f"{label}, {shown} ≈{float(np.trapezoid(y, x)):.3f}"
+    return label
+
+
+def decile_curves(rel: pd.DataFrame, overall: dict[str, Any] | None = None
+                  ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Return ROC, precision-recall, lift/capture and reliability points per model from deciles.
 
     ``rel`` has one row per (model, decile of the predicted probability) with ``mean_predicted``,
     ``observed_rate`` and ``n`` (``reliability.csv``).  Walking the deciles from the riskiest
     down gives the ROC and precision-recall curves at decile resolution, and the capture curve
-    (share of churners among the first x% contacted).
+    (share of churners among the first x% contacted).  With ``overall`` (model -> pooled metrics)
+    the ROC, PR and lift labels carry them (:func:`_legend`).
     """
     out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"roc": {}, "pr": {}, "lift": {}, "reliability": {}}
     if rel is None or not {"model", "decile", "mean_predicted", "observed_rate", "n"} <= set(rel.columns):
@@ -467,11 +491,47 @@ def decile_curves(rel: pd.DataFrame) -> dict[str, dict[str, tuple[np.ndarray, np
         label = SCORERS.get(str(name), str(name))
         cum_n, cum_pos, cum_neg = np.cumsum(n), np.cumsum(pos), np.cumsum(neg)
         tpr = np.r_[0, cum_pos / pos.sum()]
-        out["roc"][label] = (np.r_[0, cum_neg / neg.sum()], tpr)
-        out["pr"][label] = (tpr[1:], cum_pos / cum_n)
-        out["lift"][label] = (np.r_[0, cum_n / n.sum()], tpr)
+        points = {"roc": (np.r_[0, cum_neg / neg.sum()], tpr), "pr": (tpr[1:], cum_pos / cum_n),
+                  "lift": (np.r_[0, cum_n / n.sum()], tpr)}
+        metric = (overall or {}).get(str(name))
+        for kind, (x, y) in points.items():
+            out[kind][_legend(str(name), kind, metric, x, y) if isinstance(metric, dict) else label] = (x, y)
         asc = part.iloc[::-1]
         out["reliability"][label] = (asc["mean_predicted"].to_numpy(np.float64), asc["observed_rate"].to_numpy(np.float64))
+    return out
+
+
+#: Evaluation models in drawing order.
+EVAL_MODELS = ("xgboost", "logistic_rfm", "bgnbd", "recency")
+
+
+def eval_curves(cur: pd.DataFrame | None, overall: dict[str, Any] | None = None,
+                cutoff: str = "all") -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Return ROC, precision-recall and capture points per model from ``curves.csv`` rows.
+
+    Rows of ``cutoff`` (pooled ``all`` by default; the latest cutoff when there is no pooled
+    row).  Legend labels carry ROC-AUC, PR-AUC and lift in the top 10% from ``overall`` (the
+    backtest's pooled metrics, ``evaluation.json``); without them the AUC is the trapezoid under
+    the thinned curve (marked ≈).
+    """
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"roc": {}, "pr": {}, "lift": {}}
+    if cur is None or not {"model", "curve", "x", "y"} <= set(cur.columns):
+        return out
+    if "cutoff" in cur.columns:
+        cuts = cur["cutoff"].astype(str)
+        cur = cur[cuts == (cutoff if (cuts == cutoff).any() else cuts.max())]
+    overall = overall or {}
+    names = [m for m in EVAL_MODELS if m in set(cur["model"])] + sorted(set(cur["model"]) - set(EVAL_MODELS))
+    for name in names:
+        part = cur[cur["model"] == name]
+        metric = overall.get(name) if isinstance(overall.get(name), dict) else {}
+        for kind, key_out in (("roc", "roc"), ("pr", "pr"), ("capture", "lift")):
+            c = part[part["curve"] == kind]
+            if c.empty:
+                continue
+            x = pd.to_numeric(c["x"], errors="coerce").to_numpy(np.float64)
+            y = pd.to_numeric(c["y"], errors="coerce").to_numpy(np.float64)
+            out[key_out][_legend(str(name), key_out, metric, x, y)] = (x, y)
     return out
 
 
@@ -486,7 +546,7 @@ def model_quality(run: RunData) -> str:
         tm = _metric_table({"model": run.manifest["model"]["metrics"]})
     if tm is not None:
         parts.append("<h3>Validation at training</h3>")
-        parts.append(figure(charts.metric_bars(tm, "validation"), "Model against the recency baseline (customers "
+        parts.append(figure(charts.metric_bars(tm, "validation", _curve_colors(tm.index)), "Model against the recency baseline (customers "
                             "ranked by days since their last order alone) on the latest training snapshot, held out "
                             "(<code>metrics.json</code> beside the model)."))
         parts.append(table(("scorer", *tm.columns), ((i, *(fmt_num(v) for v in r)) for i, r in tm.iterrows()),
@@ -504,21 +564,53 @@ def model_quality(run: RunData) -> str:
                  f"{esc(summary.get('as_of', '—'))}): models retrained at {len(cutoffs)} past cutoff(s) "
                  f"{esc(', '.join(map(str, cutoffs)))} and compared with what customers did next, pooled.</p>")
     if em is not None:
-        parts.append(figure(charts.metric_bars(em, "backtest"), "Model against baselines in the backtest."))
+        parts.append(figure(charts.metric_bars(em, "backtest", _curve_colors(em.index)), "Model against baselines in the backtest."))
         parts.append(table(("scorer", *em.columns), ((i, *(fmt_num(v) for v in r)) for i, r in em.iterrows()),
                            numeric=tuple(range(1, len(em.columns) + 1))))
-    curves = decile_curves(ev.get("reliability"))
+    deciles = decile_curves(ev.get("reliability"), summary.get("overall"))
+    full = eval_curves(ev.get("curves"), summary.get("overall"))
+    exact = bool(full["roc"])
+    curves = {**(full if exact else deciles), "reliability": deciles["reliability"]}
+    resolution = ("from <code>curves.csv</code> (every threshold, thinned to at most 200 points)" if exact
+                  else "at decile resolution (rebuilt from <code>reliability.csv</code>)")
+    captions = {
+        "roc": f"ROC curve {resolution}, pooled over the cutoffs; ROC-AUC in the legend. Dashed: a random ranking.",
+        "pr": f"Precision-recall curve {resolution}, pooled; PR-AUC (average precision) in the legend.",
+        "reliability": "Calibration (reliability): observed churn rate against the mean predicted probability per "
+                       "decile of the prediction, pooled; on the dashed diagonal the probabilities are honest.",
+        "lift": ("Lift / capture: share of all churners among the riskiest x% of customers"
+                 + (", per percentile" if exact else ", per decile") + "; lift = capture ÷ x (lift in the top 10% "
+                 "in the legend). Dashed: contacting at random."),
+    }
     specs = (("roc", "ROC curve", "false positive rate", "true positive rate"),
              ("pr", "Precision-recall", "recall", "precision"),
              ("reliability", "Calibration (reliability)", "mean predicted probability", "observed churn rate"),
              ("lift", "Lift / capture", "share of customers contacted, riskiest first", "share of churners captured"))
-    figs = [figure(charts.curve(k, t, curves[k], xl, yl, diagonal=k != "pr"), f"{esc(t)} at decile resolution.")
-            for k, t, xl, yl in specs if curves.get(k)]
+    if not exact and (deciles["roc"] or ev.get("reliability") is not None):
+        parts.append(missing("this evaluation has no <code>curves.csv</code> (written by <code>churnctl evaluate"
+                             "</code> since curves were added): ROC, precision-recall and capture curves are rebuilt "
+                             "from the 10 deciles of <code>reliability.csv</code>, too coarse to read off exactly; "
+                             "rerun <code>churnctl evaluate</code> for the full curves."))
+    figs = [figure(charts.curve(k, t, curves[k], xl, yl, diagonal=k != "pr", colors=_curve_colors(curves[k])),
+                   captions[k]) for k, t, xl, yl in specs if curves.get(k)]
     if figs:
         parts.append('<div class="grid">' + "".join(figs) + "</div>")
     else:
-        parts.append(missing("the evaluation has no reliability table (<code>reliability.csv</code>): no curves."))
+        parts.append(missing("the evaluation has no curves (<code>curves.csv</code>) and no reliability table "
+                             "(<code>reliability.csv</code>): no curves."))
     return "".join(parts)
+
+
+#: Line colour per evaluation model (the product model in the accent colour).
+MODEL_COLORS = {"xgboost": "#2e86c1", "logistic": "#2e86c1", "model": "#2e86c1", "logistic_rfm": "#e69b22",
+                "bgnbd": "#3a9d5d", "recency": "#7f8c8d", "recency_baseline": "#7f8c8d"}
+
+
+def _curve_colors(series: dict[str, Any]) -> list[str | None]:
+    """Return each series' colour, by the model its label names (None: the chart's palette)."""
+    by_label = sorted(((SCORERS.get(k, k), v) for k, v in MODEL_COLORS.items()), key=lambda kv: -len(kv[0]))
+    return [next((c for lab, c in by_label if label == lab or label.startswith(lab + ",")), None)
+            for label in series]
 
 
 def _offer_text(frame: pd.DataFrame) -> str:
@@ -551,6 +643,19 @@ def _max_cost(frame: pd.DataFrame, aov: pd.Series) -> float | None:
     return float(np.nansum(cost))
 
 
+def _budget_text(budgets: dict[str, dict[str, Any]] | None, name: str, currency: str) -> str:
+    """Return a campaign's budget per run ("≤ 500 recipients; ≤ 2,000 USD"), "no budget" or "—" if unknown."""
+    if budgets is None:
+        return "—"
+    b = budgets.get(name) or {}
+    parts = []
+    if b.get("max_recipients") is not None:
+        parts.append(f"≤ {fmt_int(b['max_recipients'])} recipients")
+    if b.get("max_offer_cost") is not None:
+        parts.append(f"≤ {fmt_money(b['max_offer_cost'], currency)}")
+    return "; ".join(parts) or "no budget"
+
+
 def campaigns(run: RunData, currency: str) -> str:
     c = _counts(run.manifest)
     recipients = c.get("recipients") or {}
@@ -558,7 +663,7 @@ def campaigns(run: RunData, currency: str) -> str:
     excluded = c.get("excluded_by_campaign") or {}
     holdouts = c.get("holdouts") or c.get("holdout") or {}
     costs = c.get("estimated_cost") or c.get("offer_cost") or c.get("costs") or {}
-    budgets = run.manifest.get("budgets") or c.get("budgets") or {}
+    budgets = run.budgets
     names = sorted(set(recipients) | set(k for k in actions if k != "no_action"))
     if not names:
         return missing("no campaigns in this run.")
@@ -578,10 +683,9 @@ def campaigns(run: RunData, currency: str) -> str:
         upper = _max_cost(part, aov)
         cost = (fmt_money(est, currency) if est is not None else
                 (f"≤ {fmt_money(upper, currency)}" if upper else "—"))
-        budget = budgets.get(name) if isinstance(budgets, dict) else None
         rows.append((name, fmt_int(actions.get(name, 0)), fmt_int(recipients.get(name, 0)),
                      fmt_int(hold) if holdouts else "—", fmt_int(sum(int(v) for v in ex.values())),
-                     _offer_text(part), cost, fmt_money(budget, currency) if budget is not None else "—"))
+                     _offer_text(part), cost, _budget_text(budgets, name, currency)))
         chart[name] = {"recipients": recipients.get(name, 0), "holdout": hold,
                        **{r: ex.get(r, 0) for r in reasons}}
     frame = pd.DataFrame(chart).T.fillna(0)
@@ -593,9 +697,17 @@ def campaigns(run: RunData, currency: str) -> str:
     notes = []
     if not holdouts:
         notes.append("no holdouts recorded in this run")
-    if not costs and (offers is None or "offer_cost" not in offers.columns):
+    if costs:
+        notes.append("estimated cost: the offers of this run's recipients if each is redeemed once, as recorded in "
+                     "run.json")
+    elif offers is None or "offer_cost" not in offers.columns:
         notes.append("costs marked ≤ are upper bounds: every recipient redeeming the offer once at their average "
                      "order value (free shipping not priced)")
+    if run.budget_note:
+        notes.append(run.budget_note)
+    over = sum(int((excluded.get(n) or {}).get("over_budget", 0)) for n in names)
+    if over:
+        notes.append(f"{over:,} eligible customer(s) left out because a budget was reached (over budget)")
     if notes:
         parts.append(f'<p class="note">{esc("; ".join(notes))}.</p>')
     m = run.measure
