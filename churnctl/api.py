@@ -420,6 +420,12 @@ def _score(
             "excluded_by_campaign": result.excluded_by_campaign,
             "holdout": result.holdout,
             "offer_cost": result.offer_cost,
+            # Budgets in force for this run (from the rules), so the report shows the run's own.
+            "budgets": {
+                name: {k: v for k, v in (("max_recipients", st.max_recipients),
+                                         ("max_offer_cost", st.max_offer_cost)) if v is not None}
+                for name, st in ruleset.settings.items()
+            },
         },
         "contact": _contact_manifest(config, ledger_handle, result),
         "model": {

@@ -89,6 +89,20 @@ def test_campaign_recipients_respect_consent(nightly):
     assert excluded.get("no_consent", 0) > 0
 
 
+def test_manifest_records_the_budgets_in_force(nightly):
+    _, out, _ = nightly
+    from churnctl import rules
+
+    budgets = json.loads((out / "run.json").read_text())["counts"]["budgets"]
+    settings = rules.load(ROOT / "configs" / "rules.yaml").settings
+    assert set(budgets) == set(settings)
+    limited = {k: v for k, v in budgets.items() if v}
+    assert limited, budgets
+    for name, budget in limited.items():
+        assert budget.get("max_offer_cost") == settings[name].max_offer_cost
+        assert budget.get("max_recipients") == settings[name].max_recipients
+
+
 def test_no_personal_data_outside_campaign_files(nightly):
     tmp, out, log = nightly
     customers = pd.read_csv(SAMPLE / "customers.csv", dtype=str, keep_default_na=False)
