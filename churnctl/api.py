@@ -20,10 +20,39 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, export, features, ingest, ledger, measure as measure_stage, model, policy, report, rules, sample, scoring
+from . import __version__, export, features, ingest, rules, sample
 from .config import Config
 from .errors import InputError, ModelError
 from .schema import as_of_timestamp, day_end
+
+
+def _lazy(name: str):
+    """Return the module ``churnctl.<name>``, executed on first attribute access.
+
+    The model (scikit-learn, XGBoost, SciPy), the ledger (SQLAlchemy) and the report modules
+    take about a second to import; commands that do not use them should not pay for it.
+    """
+    import importlib.util
+    import sys
+
+    full = f"{__package__}.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    spec = importlib.util.find_spec(full)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    setattr(sys.modules[__package__], name, module)  # as a real import does
+    spec.loader.exec_module(module)
+    return module
+
+
+ledger = _lazy("ledger")
+measure_stage = _lazy("measure")
+model = _lazy("model")
+policy = _lazy("policy")
+report = _lazy("report")
+scoring = _lazy("scoring")
 
 log = logging.getLogger("churnctl")
 

@@ -50,7 +50,12 @@ BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way")
     from a data-driven start and then fallback starts. A start counts as converged when the
     optimiser succeeds, no parameter sits at a bound and the observed information matrix is
     positive definite with every log-parameter standard error below ``_MAX_LOG_SE`` (this
-    rejects flat ridges, e.g. a single customer). If no start converges,
+    rejects flat ridges, e.g. a single customer). When the dropout probability hardly varies
+    between customers the likelihood rises along a ridge ``a, b -> infinity`` (``a/(a+b)``
+    fixed): as soon as a start's iterate passes ``a + b > _RIDGE_K`` (both > 1) the remaining
+    starts are skipped and the fixed-dropout limit (``a + b = _FIXED_DROPOUT_K``, see
+    :func:`_fit_fixed_dropout`) is fitted from that point, so a flat likelihood costs a few
+    dozen evaluations and gives the same answer whatever the start. If no start converges,
     :class:`~churnctl.errors.TrainingError` is raised; parameters are never NaN.
 
 Gamma-Gamma (Fader, Hardie & Lee 2005 "RFM and CLV"; Fader & Hardie 2013 note)
@@ -99,6 +104,9 @@ _GG_STARTS = ((1.0, 3.0), (4.0, 4.0), (0.5, 2.0), (10.0, 10.0), (2.0, 1.5))
 _QUAD_NODES = 64
 #: Beta concentration a + b of the fixed-dropout fallback fit (see _fit_fixed_dropout).
 _FIXED_DROPOUT_K = 1e4
+#: A 4-parameter BG/NBD start whose a + b passes this (both > 1) is on the ridge to the
+#: fixed-dropout limit: the Beta's standard deviation is below 0.0016, a point mass in effect.
+_RIDGE_K = 10 * _FIXED_DROPOUT_K
 
 
 # --- data summary -------------------------------------------------------------------------
@@ -237,16 +245,25 @@ def _converged_result(fun, theta, res, lo, hi, n) -> tuple[bool, str]:
     return True, ""
 
 
-def _maximise(fun, starts, lo, hi, n, max_iter) -> tuple[np.ndarray | None, float, list[str]]:
+def _maximise(fun, starts, lo, hi, n, max_iter, stop=None) -> tuple[np.ndarray | None, float, list[str]]:
     """Minimise ``fun`` (mean negative log-likelihood, gradient) from each start in turn.
 
     Returns the first converged (theta, mean negative LL) and the failure reasons so far;
-    theta is None when no start converges.
+    theta is None when no start converges.  ``stop``, if given, is called with each accepted
+    iterate and returns a reason to give up (on this start and all later ones) or None.
     """
     reasons: list[str] = []
     bounds = list(zip(lo, hi, strict=True))
     for start in starts:
         theta0 = np.clip(np.asarray(start, dtype=np.float64), lo + 2 * _BOUND_EPS, hi - 2 * _BOUND_EPS)
+        stopped: list[str] = []
+
+        def callback(intermediate_result):  # scipy passes the iterate under this name
+            why = stop(intermediate_result.x)
+            if why:
+                stopped.append(why)
+                raise StopIteration
+
         with np.errstate(all="ignore"):
             res = optimize.minimize(
                 fun,
@@ -254,8 +271,12 @@ def _maximise(fun, starts, lo, hi, n, max_iter) -> tuple[np.ndarray | None, floa
                 jac=True,
                 method="L-BFGS-B",
                 bounds=bounds,
+                callback=None if stop is None else callback,
                 options={"maxiter": max_iter, "ftol": 1e-14, "gtol": 1e-8},
             )
+            if stopped:
+                reasons.append(stopped[0])
+                return None, math.nan, reasons
             ok, why = _converged_result(fun, res.x, res, lo, hi, n)
         if ok:
             return res.x, float(res.fun), reasons
@@ -361,7 +382,7 @@ def fit_bgnbd(
         Repeat purchases, time of last purchase and age, in the model's time unit.
     initial : BGNBDParams or (r, alpha, a, b), optional
         First start; the data-driven start and fallback starts are tried after it if it does
-        not converge.
+        not converge (none are once a start climbs the fixed-dropout ridge).
     max_iter : int, default 1000
         L-BFGS-B iterations per start.
     time_unit_days : float, default 1.0
@@ -404,9 +425,23 @@ def fit_bgnbd(
         starts.append(np.log([r0, r0 / rate, a0, b0]))
     lo = np.full(4, _LOG_LO)
     hi = np.full(4, _LOG_HI)
-    theta, fun, reasons = _maximise(data.negll, starts, lo, hi, data.n, max_iter)
+    ridge: list[np.ndarray] = []
+
+    def on_ridge(theta: np.ndarray) -> str | None:
+        # Dropout probability Beta(a, b) concentrated far beyond the fixed-dropout limit's: the
+        # iterate is climbing the ridge a, b -> infinity (see _fit_fixed_dropout).
+        a, b = np.exp(theta[2:])
+        if a + b > _RIDGE_K and min(a, b) > 1.0:
+            ridge.append(theta.copy())
+            return (
+                f"dropout probability does not vary between customers (a + b > {_RIDGE_K:.0e}): "
+                "likelihood rises towards the fixed-dropout limit"
+            )
+        return None
+
+    theta, fun, reasons = _maximise(data.negll, starts, lo, hi, data.n, max_iter, stop=on_ridge)
     if theta is None:
-        theta, fun, more = _fit_fixed_dropout(data, rate, max_iter)
+        theta, fun, more = _fit_fixed_dropout(data, rate, max_iter, start=ridge[0] if ridge else None)
         reasons += more
     if theta is None:
         raise TrainingError(
@@ -426,7 +461,9 @@ def fit_bgnbd(
     )
 
 
-def _fit_fixed_dropout(data: _BGData, rate: float, max_iter: int) -> tuple[np.ndarray | None, float, list[str]]:
+def _fit_fixed_dropout(
+    data: _BGData, rate: float, max_iter: int, *, start: np.ndarray | None = None
+) -> tuple[np.ndarray | None, float, list[str]]:
     """Fit the BG/NBD limit where every customer has the same dropout probability.
 
     When the dropout probabilities barely vary between customers, the likelihood keeps rising
@@ -435,7 +472,8 @@ def _fit_fixed_dropout(data: _BGData, rate: float, max_iter: int) -> tuple[np.nd
     ``a = mu K``, ``b = (1 - mu) K`` with the concentration ``K`` fixed at
     ``_FIXED_DROPOUT_K`` (a Beta that is a near point mass at ``mu``) and fits ``r``,
     ``alpha`` and ``mu``, which are identified.  Returns the 4 log-parameters (or None) as
-    :func:`_maximise` does.
+    :func:`_maximise` does.  ``start`` (4 log-parameters, e.g. where the 4-parameter fit left
+    the ridge) is tried first.
     """
     k = _FIXED_DROPOUT_K
 
@@ -447,6 +485,9 @@ def _fit_fixed_dropout(data: _BGData, rate: float, max_iter: int) -> tuple[np.nd
 
     starts = [np.array([math.log(r0), math.log(r0 / rate), special.logit(m0)])
               for r0, m0 in ((1.0, 0.1), (0.3, 0.03), (3.0, 0.3))]
+    if start is not None:
+        a, b = np.exp(start[2:])
+        starts.insert(0, np.array([start[0], start[1], special.logit(a / (a + b))]))
     lo = np.array([_LOG_LO, _LOG_LO, -15.0])
     hi = np.array([_LOG_HI, _LOG_HI, 15.0])
     phi, value, reasons = _maximise(fun, starts, lo, hi, data.n, max_iter)
@@ -814,7 +855,13 @@ class BTYDModel:
     gamma_gamma_error: str | None = None
 
 
-def fit(orders: pd.DataFrame, as_of: pd.Timestamp, *, time_unit_days: float = 1.0) -> BTYDModel:
+def fit(
+    orders: pd.DataFrame,
+    as_of: pd.Timestamp,
+    *,
+    time_unit_days: float = 1.0,
+    precomputed: pd.DataFrame | None = None,
+) -> BTYDModel:
     """Return a BTYDModel fitted on the completed orders on or before ``as_of``.
 
     The Gamma-Gamma part is ``None`` when it cannot be fitted (too few repeat customers, or
@@ -827,6 +874,9 @@ def fit(orders: pd.DataFrame, as_of: pd.Timestamp, *, time_unit_days: float = 1.
     as_of : pd.Timestamp
     time_unit_days : float, default 1.0
         The model's time unit; results do not depend on it beyond rounding.
+    precomputed : pd.DataFrame, optional
+        ``summary(orders, as_of, time_unit_days=time_unit_days)`` when the caller already has
+        it (``orders`` is then not read again).
 
     Raises
     ------
@@ -834,7 +884,7 @@ def fit(orders: pd.DataFrame, as_of: pd.Timestamp, *, time_unit_days: float = 1.
         The BG/NBD part cannot be fitted (see :func:`fit_bgnbd`).
     """
     as_of = schema.as_of_timestamp(as_of)
-    s = summary(orders, as_of, time_unit_days=time_unit_days)
+    s = summary(orders, as_of, time_unit_days=time_unit_days) if precomputed is None else precomputed
     x, t_x, T, m = (s[c].to_numpy(dtype=np.float64) for c in SUMMARY_COLUMNS)
     bg = fit_bgnbd(x, t_x, T, time_unit_days=time_unit_days)
     gg, gg_error = None, None
@@ -848,7 +898,12 @@ def fit(orders: pd.DataFrame, as_of: pd.Timestamp, *, time_unit_days: float = 1.
 
 
 def predict(
-    model: BTYDModel, orders: pd.DataFrame, as_of: pd.Timestamp, horizon_days: float = 90
+    model: BTYDModel,
+    orders: pd.DataFrame,
+    as_of: pd.Timestamp,
+    horizon_days: float = 90,
+    *,
+    precomputed: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Return one row per customer_id with the BTYD predictions at ``as_of``.
 
@@ -861,6 +916,9 @@ def predict(
     horizon_days : float, default 90
         Window ``(as_of, as_of + horizon_days]`` of ``expected_orders_horizon`` and
         ``p_no_order_horizon``.
+    precomputed : pd.DataFrame, optional
+        ``summary(orders, as_of, time_unit_days=model.time_unit_days)`` when the caller
+        already has it.
 
     Returns
     -------
@@ -869,7 +927,10 @@ def predict(
         ``expected_orders_horizon``, ``p_no_order_horizon``, ``expected_days_to_next_order``
         and ``predicted_value_12m`` (365 days, base currency).
     """
-    s = summary(orders, as_of, time_unit_days=model.time_unit_days)
+    if precomputed is None:
+        s = summary(orders, as_of, time_unit_days=model.time_unit_days)
+    else:
+        s = precomputed
     x, t_x, T, m = (s[c].to_numpy(dtype=np.float64) for c in SUMMARY_COLUMNS)
     bg = model.bgnbd
     horizon = horizon_days / model.time_unit_days

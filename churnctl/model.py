@@ -117,8 +117,9 @@ def add_btyd(
     """
     as_of = as_of_timestamp(as_of)
     try:
-        fitted = _btyd.fit(orders, as_of)
-        pred = _btyd.predict(fitted, orders, as_of, horizon_days)
+        summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
+        fitted = _btyd.fit(orders, as_of, precomputed=summary)
+        pred = _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary)
     except (TrainingError, InputError) as exc:
         return frame, str(exc)
     pred = pred.reindex(frame.index)

@@ -371,6 +371,16 @@ def test_orders_after_as_of_change_nothing(orders_with_future):
     )
 
 
+def test_precomputed_summary_gives_the_same_model_and_predictions(orders_with_future):
+    summ = btyd.summary(orders_with_future, AS_OF)
+    model = btyd.fit(orders_with_future, AS_OF)
+    assert btyd.fit(orders_with_future.iloc[:0], AS_OF, precomputed=summ) == model
+    assert_frame_equal(
+        btyd.predict(model, orders_with_future.iloc[:0], AS_OF, 90, precomputed=summ),
+        btyd.predict(model, orders_with_future, AS_OF, 90),
+    )
+
+
 def test_fit_predict_frame(orders_with_future):
     model = btyd.fit(orders_with_future, AS_OF)
     assert model.gamma_gamma is not None and model.as_of == AS_OF
@@ -453,6 +463,54 @@ def test_nearly_constant_dropout_fits_the_fixed_dropout_limit():
     assert a + b == pytest.approx(btyd._FIXED_DROPOUT_K, rel=1e-9)
     assert a / (a + b) == pytest.approx(0.05, abs=0.015)
     assert r == pytest.approx(1.8, rel=0.15) and alpha * np.median(T) == pytest.approx(90.0, rel=0.15)
-    fit = btyd.fit_bgnbd(x, t_x, T)  # whichever path converges, the same dropout and rates
-    assert fit.converged and fit.a / (fit.a + fit.b) == pytest.approx(a / (a + b), rel=0.05)
+    fit = btyd.fit_bgnbd(x, t_x, T)  # the 4-parameter fit climbs the ridge, then this limit
+    assert fit.converged and fit.a / (fit.a + fit.b) == pytest.approx(a / (a + b), rel=1e-4)
+    assert fit.a + fit.b == pytest.approx(btyd._FIXED_DROPOUT_K, rel=1e-9)
     assert np.isfinite(btyd.p_no_order(fit, x, t_x, T, 90.0)).all()
+
+
+def test_ridge_is_left_at_once_and_the_limit_does_not_depend_on_the_start(monkeypatch):
+    # The first start that climbs the ridge (a + b past _RIDGE_K) ends the 4-parameter search:
+    # no restarts from the other starts, one warm-started fixed-dropout fit, so a flat
+    # likelihood costs a few dozen evaluations (it used to cost hundreds); and whatever the
+    # start, the same limit comes back.
+    T = np.random.default_rng(8).uniform(100, 1000, 4000)
+    x, t_x, _ = simulate(4000, (1.8, 90.0, 500.0, 9500.0), T, seed=9)
+    starts, evals = [], []
+    minimize, negll = optimize.minimize, btyd._BGData.negll
+
+    def counted_minimize(fun, x0, **kw):
+        starts.append(len(x0))
+        return minimize(fun, x0, **kw)
+
+    def counted_negll(self, theta):
+        evals.append(1)
+        return negll(self, theta)
+
+    monkeypatch.setattr(btyd.optimize, "minimize", counted_minimize)
+    monkeypatch.setattr(btyd._BGData, "negll", counted_negll)
+    fit = btyd.fit_bgnbd(x, t_x, T)
+    assert starts == [4, 3], starts  # one 4-parameter start, one fixed-dropout start
+    assert len(evals) < 120, len(evals)
+    for start in [(1.0, 50.0, 1e3, 2e5), fit, (0.5, 300.0, 2.0, 30.0)]:
+        again = btyd.fit_bgnbd(x, t_x, T, initial=start)
+        np.testing.assert_allclose(
+            [again.r, again.alpha, again.a, again.b], [fit.r, fit.alpha, fit.a, fit.b], rtol=1e-4
+        )
+
+
+def test_maximise_stop_gives_up_on_every_later_start():
+    def fun(theta):
+        return float(theta @ theta), 2 * theta
+
+    seen = []
+
+    def stop(theta):
+        seen.append(theta.copy())
+        return "stopped here"
+
+    lo, hi = np.full(2, -10.0), np.full(2, 10.0)
+    theta, value, reasons = btyd._maximise(fun, [np.array([3.0, 4.0]), np.zeros(2)], lo, hi, 100, 50, stop=stop)
+    assert theta is None and math.isnan(value) and reasons == ["stopped here"] and len(seen) == 1
+    theta, value, reasons = btyd._maximise(fun, [np.array([3.0, 4.0])], lo, hi, 100, 50)
+    assert np.allclose(theta, 0.0, atol=1e-6) and reasons == []
