@@ -381,6 +381,24 @@ def test_precomputed_summary_gives_the_same_model_and_predictions(orders_with_fu
     )
 
 
+def test_add_btyd_summarises_the_orders_once(orders_with_future, monkeypatch):
+    from churnctl import model as churn_model
+
+    calls = []
+    real = btyd.summary
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(btyd, "summary", counted)
+    ids = real(orders_with_future, AS_OF).index[:50]
+    out, why = churn_model.add_btyd(pd.DataFrame(index=ids), orders_with_future, AS_OF, 90)
+    assert why is None and len(calls) == 1
+    expected = btyd.predict(btyd.fit(orders_with_future, AS_OF), orders_with_future, AS_OF, 90)
+    np.testing.assert_array_equal(out["p_alive"].to_numpy(), expected.loc[ids, "p_alive"].to_numpy())
+
+
 def test_fit_predict_frame(orders_with_future):
     model = btyd.fit(orders_with_future, AS_OF)
     assert model.gamma_gamma is not None and model.as_of == AS_OF
