@@ -427,57 +427,6 @@ def explain_cmd(
         typer.echo(line)
 
 
-@app.command("measure")
-def measure_cmd(
-    ctx: typer.Context,
-    config: ConfigOpt = None,
-    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign.", show_default=False)] = None,
-    window_days: Annotated[int, typer.Option(help="Days after the planned send an order counts.")] = 30,
-    orders: Annotated[
-        Optional[list[Path]], typer.Option("--orders", help="Override inputs.orders.", show_default=False)
-    ] = None,
-    state: Annotated[Optional[str], typer.Option(
-        help="Contact ledger [default: contact.state].", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        help="CSV to write [default: <output_dir>/measure.csv].", show_default=False)] = None,
-) -> None:
-    """Treated vs holdout per campaign and run: repeat rate, revenue, uplift with 95% CI, net value."""
-    from . import api
-
-    with reported(ctx):
-        table, path = api.measure(_config(ctx, config), orders=orders, state=state, campaign=campaign,
-                                  window_days=window_days, out=out)
-    if table.empty:
-        typer.echo("no treated or holdout contacts recorded yet", err=True)
-    else:
-        show = table[["campaign", "run_id", "treated", "holdout", "repeat_rate_treated", "repeat_rate_holdout",
-                      "uplift_repeat_rate", "uplift_ci_low", "uplift_ci_high", "net_value", "complete"]]
-        typer.echo(show.to_string(index=False))
-    typer.echo(f"-> {path}", err=True)
-
-
-@app.command("validate")
-def validate_cmd(
-    ctx: typer.Context,
-    orders: OrdersOpt,
-    source: SourceOpt = None,
-    events: EventsOpt = None,
-    customers: CustomersOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write rejects.csv here.")] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Run ingest alone: per-file table of rows read, accepted, rejected, collapsed; rejects.csv."""
-    from . import api
-
-    with reported(ctx):
-        summary = api.validate(orders, source=source, events=events, customers=customers, out=out,
-                               config=_config(ctx, config))
-    typer.echo(summary.table)
-    if summary.error:
-        typer.echo(f"churnctl: {summary.error}", err=True)
-        raise typer.Exit(2)
-
-
 def _report_run(summary) -> None:
     tiers = ", ".join(f"{summary.risk_counts.get(t, 0)} {t}" for t in ("high", "medium", "low"))
     camps = ", ".join(f"{k} {v}" for k, v in sorted(summary.campaigns.items())) or "none"

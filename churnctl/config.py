@@ -207,13 +207,14 @@ PATH_KEYS = {("ingest", "fx_table"), ("ingest", "mapping_dirs"),
              ("contact", "suppression_file")}
 
 
-def load_config(path: Path | str | None) -> Config:
-    """Return the configuration: built-in defaults overridden by the YAML file at ``path``."""
-    if path is None:
-        return Config()
-    path = Path(path)
+def read_yaml_mapping(path: Path, kind: str) -> dict:
+    """Return the top-level mapping of YAML file ``path`` (read with ``yaml.safe_load``).
+
+    Raises ConfigError naming the file (and line) when it is missing, not UTF-8, not valid
+    YAML, or not a mapping; an empty file is an empty mapping.
+    """
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {kind} file not found")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -223,9 +224,18 @@ def load_config(path: Path | str | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys")
+    return raw
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Return the configuration: built-in defaults overridden by the YAML file at ``path``."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    raw = read_yaml_mapping(path, "config")
     raw = _resolve_paths(raw, path.parent)
     contact = raw.get("contact")
     if contact is None or (isinstance(contact, dict) and "state" not in contact):

@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import schema
+from .config import read_yaml_mapping
 from .errors import ConfigError, InputError
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "mappings"
@@ -189,18 +189,7 @@ def _field(path, target: str, raw: Any) -> Field:
 def load_mapping(path: Path | str) -> Mapping:
     """Return the validated mapping in YAML file ``path``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: mapping file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of keys")
+    raw = read_yaml_mapping(path, "mapping")
     _check_keys(path, raw, _TOP_KEYS, "")
     if raw.get("version", 1) != 1:
         raise _fail(path, "version", f"must be 1, got {raw.get('version')!r}")
