@@ -3,8 +3,8 @@
 
 Usage (from the repository root, with the virtualenv)::
 
-    .venv/bin/python bench/benchmark.py --data /tmp/churnctl-bench --sizes 1m
-    .venv/bin/python bench/benchmark.py --data /tmp/churnctl-bench --sizes 10m --no-train
+    .venv/bin/python bench/benchmark.py --data SCRATCH/churnctl-bench --sizes 1m
+    .venv/bin/python bench/benchmark.py --data SCRATCH/churnctl-bench --sizes 10m --no-train
 
 For every size the script generates the data once with ``churnctl sample`` (1m: 185,000
 customers, about 1M order rows; 10m: 1,850,000 customers, about 10M rows; same seed, so the
@@ -41,6 +41,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def parquet_input_supported(folder: Path) -> bool:
 # --- main ----------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=Path("/tmp/churnctl-bench"), help="data folder (outside the repo)")
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "churnctl-bench",
+                    help="data folder, outside the repo [default: the system temp folder]")
     ap.add_argument("--sizes", nargs="+", default=["1m"], choices=sorted(SIZES))
     ap.add_argument("--engine", default="pandas", choices=["pandas", "dask"])
     ap.add_argument("--train", nargs="*", default=None,

@@ -266,32 +266,31 @@ def _table(pred: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
-def _reliability(pred: pd.DataFrame) -> pd.DataFrame:
+def _per_scope(pred: pd.DataFrame, table, columns) -> pd.DataFrame:
+    """Return ``table(churned, p, score)`` for every model, pooled (cutoff ``all``) and per cutoff."""
     frames = []
     scopes = [("all", pred)] + [(c, pred[pred["cutoff"] == c]) for c in sorted(pred["cutoff"].unique())]
     for cutoff, part in scopes:
         for name in MODELS:
             m = part[part["model"] == name]
-            if m.empty:
-                continue
-            r = reliability(m["churned"].to_numpy(), m["p"].to_numpy())
-            frames.append(r.assign(cutoff=cutoff, model=name))
-    return pd.concat(frames, ignore_index=True)[list(RELIABILITY_COLUMNS)]
+            if not m.empty:
+                got = table(m["churned"].to_numpy(), m["p"].to_numpy(), m["score"].to_numpy())
+                frames.append(got.assign(cutoff=cutoff, model=name))
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    return pd.concat(frames, ignore_index=True)[list(columns)]
+
+
+def _reliability(pred: pd.DataFrame) -> pd.DataFrame:
+    return _per_scope(pred, lambda y, p, _: reliability(y, p), RELIABILITY_COLUMNS)
 
 
 def _curves(pred: pd.DataFrame) -> pd.DataFrame:
-    frames = []
-    scopes = [("all", pred)] + [(c, pred[pred["cutoff"] == c]) for c in sorted(pred["cutoff"].unique())]
-    for cutoff, part in scopes:
-        for name in MODELS:
-            m = part[part["model"] == name]
-            if m.empty:
-                continue
-            c = curves(m["churned"].to_numpy(), m["score"].to_numpy())
-            frames.append(c.assign(x=c["x"].round(6), y=c["y"].round(6), cutoff=cutoff, model=name))
-    if not frames:
-        return pd.DataFrame(columns=list(CURVE_COLUMNS))
-    return pd.concat(frames, ignore_index=True)[list(CURVE_COLUMNS)]
+    def rounded(y, _, score):
+        c = curves(y, score)
+        return c.assign(x=c["x"].round(6), y=c["y"].round(6))
+
+    return _per_scope(pred, rounded, CURVE_COLUMNS)
 
 
 def backtest(orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *, events: pd.DataFrame | None = None,

@@ -66,7 +66,7 @@ def run_row(day: str, **over) -> dict:
     return {"run_id": day, "as_of": date.fromisoformat(day), "command": "run",
             "started_at": ledger.now_utc(), "finished_at": ledger.now_utc(), "config_hash": "h",
             "model_version": "m", "customers_scored": 10, "treated": 2, "holdout": 0, "excluded": {"cooldown": 1},
-            "out_dir": "/tmp/x", "staging_dir": None, **over}
+            "out_dir": "out/x", "staging_dir": None, **over}
 
 
 def test_schema_created_versioned_and_rerun_replaces(state):
