@@ -393,9 +393,11 @@ class ChurnModel:
     def contributions(self, X: pd.DataFrame, *, approx: bool = False) -> pd.DataFrame:
         """Return each feature's additive share of the raw margin: one column per feature + ``bias``.
 
-        Rows sum to :meth:`raw_margin` (within 1e-4).  xgboost: exact TreeSHAP values, or with
-        ``approx=True`` the much faster path attribution (Saabas), which also sums exactly.
-        logistic: coefficient x standardised value; ``bias`` is the intercept.
+        Rows sum to :meth:`raw_margin` (within 1e-4).  xgboost: exact TreeSHAP values, from the
+        compiled kernel of :mod:`churnctl.treeshap` (equal to xgboost's ``pred_contribs``, which
+        computes them for models the kernel does not handle), or with ``approx=True`` the
+        faster path attribution (Saabas), which also sums exactly.  logistic: coefficient x
+        standardised value; ``bias`` is the intercept.
 
         Returns
         -------
@@ -407,8 +409,14 @@ class ChurnModel:
         if len(x) == 0:
             return pd.DataFrame(np.zeros((0, len(columns))), index=X.index, columns=columns)
         if self.algo == "xgboost":
-            values = self._booster().predict(self._dmatrix(x), pred_contribs=True, approx_contribs=approx)
-            values = values.astype(np.float64)
+            booster, values = self._booster(), None
+            if not approx:
+                from .treeshap import booster_contributions  # imports numba: only when scoring
+
+                values = booster_contributions(booster, x)
+            if values is None:
+                values = booster.predict(self._dmatrix(x), pred_contribs=True, approx_contribs=approx)
+            values = values.astype(np.float64, copy=False)
         else:
             pre = self.estimator[:-1].transform(x)
             lr = self.estimator[-1]

@@ -72,9 +72,25 @@ class _View:
 
 
 # --- formatting (vectorised over object arrays) ---------------------------------------------
+def _say_each(x: np.ndarray, say: Callable[[int], str]) -> np.ndarray:
+    """``say(n)`` for each whole number ``n = round(x)`` (NaN as 0), as an object array.
+
+    Each distinct number is formatted once: counts, days and percentages take few values, so
+    this is a table lookup instead of one Python string per customer.
+    """
+    v = np.round(np.nan_to_num(np.asarray(x, dtype=np.float64))).astype(np.int64)
+    if v.size == 0:
+        return np.empty(0, dtype=object)
+    lo, hi = int(v.min()), int(v.max())
+    if hi - lo <= v.size + 1024:
+        return np.array([say(i) for i in range(lo, hi + 1)], dtype=object)[v - lo]
+    distinct, inverse = np.unique(v, return_inverse=True)
+    return np.array([say(i) for i in distinct.tolist()], dtype=object)[inverse.reshape(v.shape)]
+
+
 def _int(x: np.ndarray) -> np.ndarray:
     """Whole numbers as text ("12"); NaN shows as "0", so mask it first."""
-    return np.round(np.nan_to_num(x)).astype(np.int64).astype(str).astype(object)
+    return _say_each(x, str)
 
 
 def _dec(x: np.ndarray) -> np.ndarray:
@@ -85,7 +101,7 @@ def _dec(x: np.ndarray) -> np.ndarray:
 
 
 def _pct(x: np.ndarray) -> np.ndarray:
-    return _int(100 * np.asarray(x, dtype=np.float64)) + "%"
+    return _say_each(100 * np.asarray(x, dtype=np.float64), lambda i: f"{i}%")
 
 
 def _s(n: np.ndarray, word: str, many: str | None = None) -> np.ndarray:
@@ -94,7 +110,9 @@ def _s(n: np.ndarray, word: str, many: str | None = None) -> np.ndarray:
 
 
 def _counted(n: np.ndarray, word: str, many: str | None = None) -> np.ndarray:
-    return _int(n) + " " + _s(n, word, many)
+    """``"1 day"``, ``"3 days"``: the number and the word (singular when it rounds to 1)."""
+    plural = many or word + "s"
+    return _say_each(n, lambda i: f"{i} {word if i == 1 else plural}")
 
 
 def _only(ok: np.ndarray, text: np.ndarray) -> np.ndarray:
@@ -467,35 +485,40 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
         return pd.Series(out, index=index, name="reasons", dtype="str")
 
     contrib = contributions[names].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
-    contrib = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain
-    order = np.argsort(-contrib, axis=1, kind="stable")  # ties: contribution column order
-    ranked = np.take_along_axis(contrib, order, axis=1)
-
+    left = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain; -inf: tried
     renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
     group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
     columns = _Columns(features, recent_days)
     slots = np.full((len(index), top_n), "", dtype=object)
     said = np.full((len(index), top_n), -1, dtype=np.int64)  # group ids already said
     count = np.zeros(len(index), dtype=np.int64)
+    active = np.arange(len(index))  # customers who may still get a reason; rows of ``left``
 
-    for rank in range(len(names)):
-        col = order[:, rank]
-        group = group_of[col]
-        live = (count < top_n) & (ranked[:, rank] > -np.inf)
+    for _rank in range(len(names)):
+        # Each active customer's next largest contribution (ties: contribution column order, as
+        # argmax takes the first): only the ranks someone still needs, not a full sort.
+        col = np.argmax(left, axis=1)
+        value = left[np.arange(len(active)), col]
+        live = (count[active] < top_n) & (value > -np.inf)
         if not live.any():
-            break  # ranks are sorted: nobody has a positive contribution left to say
-        rows = np.flatnonzero(live & ~(said == group[:, None]).any(axis=1))
+            break  # nobody has a positive contribution left to say
+        left[np.arange(len(active)), col] = -np.inf
+        active, left, col = active[live], left[live], col[live]  # the others are done for good
+        fresh = ~(said[active] == group_of[col][:, None]).any(axis=1)
+        rows, col = active[fresh], col[fresh]
         text = np.full(rows.size, "", dtype=object)
-        for c in np.unique(col[rows]):
-            pick = col[rows] == c
+        by_col = np.argsort(col, kind="stable")  # the rows of each feature, in row order
+        cols, starts = np.unique(col[by_col], return_index=True)
+        for c, pick in zip(cols.tolist(), np.split(by_col, starts[1:])):
             text[pick] = renders[c](_View(columns, rows[pick]))
         spoken = text != ""
-        rows, text = rows[spoken], text[spoken]
+        rows, text, col = rows[spoken], text[spoken], col[spoken]
         slots[rows, count[rows]] = text
-        said[rows, count[rows]] = group_of[col[rows]]
+        said[rows, count[rows]] = group_of[col]
         count[rows] += 1
 
     out = slots[:, 0]
     for s in range(1, top_n):
-        out = np.where(slots[:, s] != "", out + SEPARATOR + slots[:, s], out)
+        more = np.flatnonzero(count > s)  # slots fill in order: slot s is said iff count > s
+        out[more] = out[more] + SEPARATOR + slots[more, s]
     return pd.Series(out, index=index, name="reasons", dtype="str")

@@ -22,6 +22,9 @@ from .schema import ACTIONABLE_FAMILIES, ACTIVITY, CAUSE_COLUMNS, FAMILIES, SCOR
 
 #: Probabilities and contributions are rounded so that files are stable across runs.
 DECIMALS = 6
+#: Customers whose per-feature contributions are computed at once (``score`` goes through the
+#: customers in chunks of this many, so the contribution matrix never holds them all).
+CHUNK_ROWS = 100_000
 #: Shares equal to a boundary up to this tolerance count as reaching it.
 _SHARE_TOL = 1e-12
 
@@ -137,9 +140,7 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     model.check_features(features)
     frame = features  # the parameter shadows the module name, kept for the public signature
     p = np.round(model.predict_proba(frame), DECIMALS)
-    contrib = model.contributions(frame, approx=sc.contributions == "approx")
-    by_feature = contrib.drop(columns="bias")
-    causes = family_contributions(by_feature).round(DECIMALS)
+    causes, top_cause, reasons = _explain(frame, model, config)
 
     frequency = frame["frequency"]
     monetary = frame["monetary_total"].astype(np.float64)
@@ -160,19 +161,44 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
             "aov": aov.round(2).to_numpy(),
             "country": _text(frame, "country").to_numpy(),
             "channel": _text(frame, "channel").to_numpy(),
-            "top_cause": top_causes(causes, sc.min_cause_contribution),
+            "top_cause": top_cause,
         },
         index=pd.Index(frame.index, name="customer_id"),
     )
-    for column in CAUSE_COLUMNS:
-        out[column] = causes[column].to_numpy()
-    out["reasons"] = _reasons.build(frame, by_feature, top_n=3, recent_days=config.features.recent_days).reindex(frame.index).to_numpy()
+    for i, column in enumerate(CAUSE_COLUMNS):
+        out[column] = causes[:, i]
+    out["reasons"] = reasons
     value = predicted_value(frame)
     out["p_alive"] = _optional(frame, "p_alive").round(DECIMALS)
     out["expected_days_to_next_order"] = _optional(frame, "expected_days_to_next_order").round(1)
     out["predicted_value_12m"] = value.round(2)
     out["value_at_risk"] = (p * value).round(2)
     return out[list(SCORE_COLUMNS[1:])]
+
+
+def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the cause family sums (n x families, rounded), ``top_cause`` and ``reasons``.
+
+    Customers go through in chunks of :data:`CHUNK_ROWS`: the per-feature contributions exist
+    for one chunk at a time, so memory stays bounded whatever the number of customers.  Every
+    output row depends only on its own customer, so the result equals a single pass.
+    """
+    sc = config.scoring
+    n = len(frame)
+    causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
+    top = np.empty(n, dtype=object)
+    reasons = np.empty(n, dtype=object)
+    for start in range(0, max(n, 1), CHUNK_ROWS):
+        part = frame.iloc[start:start + CHUNK_ROWS]
+        by_feature = model.contributions(part, approx=sc.contributions == "approx").drop(columns="bias")
+        family = family_contributions(by_feature).round(DECIMALS)
+        rows = slice(start, start + len(part))
+        causes[rows] = family[list(CAUSE_COLUMNS)].to_numpy()
+        top[rows] = top_causes(family, sc.min_cause_contribution)
+        said = _reasons.build(part, by_feature, top_n=3, recent_days=config.features.recent_days)
+        reasons[rows] = said.to_numpy(dtype=object)
+        del by_feature, family
+    return causes, top, reasons
 
 
 def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:
