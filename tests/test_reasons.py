@@ -224,3 +224,27 @@ def test_last_order_experience_phrases():
     assert got["b"] == "2 orders cancelled or failed since the last completed one; last order with a discount"
     assert got["c"] == ("returned the latest order; last order at full price; "
                         "probably no longer buying (buying pattern model: 40% still active)")
+
+
+def test_numbers_are_said_alike_whatever_their_spread():
+    # Close values take the lookup table, far-apart ones the distinct-values path; same words.
+    close = reasons._counted(np.array([1, 2, 0.6, NAN, 1.4, -2.4]), "day")
+    assert close.tolist() == ["1 day", "2 days", "1 day", "0 days", "1 day", "-2 days"]
+    spread = reasons._counted(np.array([1, 1e7, NAN, 1e7]), "order")
+    assert spread.tolist() == ["1 order", "10000000 orders", "0 orders", "10000000 orders"]
+    assert reasons._int(np.array([5e9, 0.4, 2.5])).tolist() == ["5000000000", "0", "2"]
+    assert reasons._pct(np.array([0.25, 1.0, NAN])).tolist() == ["25%", "100%", "0%"]
+    assert reasons._counted(np.array([]), "day").tolist() == []
+
+
+def test_a_phrase_that_cannot_be_said_gives_way_to_the_next_contribution():
+    # c3's largest contribution is late_share, but nothing of c3 arrived late: the next ones
+    # are said instead, in order, up to three.
+    got = reasons.build(FEATURES, contributions({
+        "late_share": [0.0, 0.0, 0.9, 0.0],
+        "aov": [0.0, 0.0, 0.5, 0.0],
+        "opens_30d": [0.0, 0.0, 0.4, 0.0],
+        "frequency": [0.0, 0.0, 0.3, 0.0],
+        "x_custom": [0.0, 0.0, 0.2, 0.0],
+    }))
+    assert got["c3"] == "average order 80; 2 email opens in 30 days; only 1 order so far"

@@ -15,6 +15,7 @@ from churnctl.errors import ModelError
 from churnctl.schema import ACTIONABLE_FAMILIES, CAUSE_COLUMNS, FAMILIES, SCORE_COLUMNS, cause_column
 
 AS_OF = pd.Timestamp("2024-12-31")
+AS_OF_SAMPLE = pd.Timestamp("2026-06-30")  # the conftest sample's as-of date
 #: Registered feature names, so the real cause-family registry is exercised.
 COLUMNS = ["recency_days", "frequency", "monetary_total", "late_share", "discount_share", "complaints_90d"]
 
@@ -159,3 +160,26 @@ def test_score_from_real_features_end_to_end(fitted):
     assert len(got) == len(frame) and got["reasons"].map(type).eq(str).all()
     assert got["reasons"].str.len().gt(0).any()
     assert (got["frequency"] == frame["frequency"]).all()
+
+
+def test_chunked_scoring_equals_one_pass_on_the_sample(small_sample, trained_model, monkeypatch):
+    from churnctl import ingest
+
+    cfg = Config()
+    orders = ingest.load_orders([small_sample / "orders.csv"], cfg.ingest).frame
+    events = ingest.load_events([small_sample / "events.csv"], cfg.ingest).frame
+    fitted = model.load(trained_model)
+    frame = model.scoring_features(orders, AS_OF_SAMPLE, cfg, events=events)
+    assert len(frame) > 250
+    monkeypatch.setattr(scoring, "CHUNK_ROWS", len(frame) + 1)
+    whole = scoring.score(frame, fitted, cfg)
+    calls = []
+    real = model.ChurnModel.contributions
+    monkeypatch.setattr(model.ChurnModel, "contributions", lambda self, x, **kw: calls.append(len(x)) or real(self, x, **kw))
+    monkeypatch.setattr(scoring, "CHUNK_ROWS", 97)
+    chunked = scoring.score(frame, fitted, cfg)
+    assert max(calls) == 97 and sum(calls) == len(frame)  # never all customers at once
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert whole["reasons"].str.len().gt(0).mean() > 0.5 and whole["top_cause"].nunique() > 2
+    # An empty frame still gives the columns (the Dask engine builds its meta this way).
+    assert list(scoring.score(frame.iloc[:0], fitted, cfg).columns) == list(SCORE_COLUMNS[1:])
