@@ -10,9 +10,12 @@ merges: its *zero fraction* is the product of the cover ratios of its edges, and
 *follows* it when it follows all of them).  With ``d`` unique features the sample's relation
 to the leaf is a d-bit mask, so the leaf's contribution to each of its features is looked up
 in a table of ``2**d x d`` values computed once per model (TreeSHAP's EXTEND/UNWIND on the
-path, with the one fractions given by the mask).  Per sample and tree the kernel walks the
-nodes once (parents before children) to get every leaf's mask, then adds the looked-up values:
-O(trees x leaves x depth) per sample instead of TreeSHAP's O(trees x leaves x depth**2).
+path, with the one fractions given by the mask).  The tables of the leaves under a small
+subtree (height up to :data:`FRONTIER_HEIGHT`) are then summed into one table indexed by the
+mask at the subtree's root and the decisions inside it.  Per sample and tree the kernel walks
+the nodes above these subtrees once (parents before children, carrying the mask), and adds one
+looked-up row per subtree: at most O(trees x leaves x depth) per sample instead of TreeSHAP's
+O(trees x leaves x depth**2), and for depth-4 trees two lookups per tree.
 
 Splits compare ``x < threshold`` in float32 like xgboost; a missing value (NaN) follows the
 node's default branch.  The bias is the margin of the empty coalition: the base margin plus
@@ -57,7 +60,7 @@ FRONTIER_HEIGHT = 3
 _BLOCK = 1024
 #: Objectives whose stored ``base_score`` (in output space) maps to the margin by logit or as is.
 _LOGIT_OBJECTIVES = ("binary:logistic", "reg:logistic")
-_IDENTITY_OBJECTIVES = ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror")
+_IDENTITY_OBJECTIVES = ("reg:squarederror",)
 
 
 class Unsupported(ValueError):
@@ -372,7 +375,20 @@ def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
 
 
 # --- the compiled kernels -----------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+def _compiled(parallel: bool = False):
+    """``numba.njit`` with an on-disk cache; without a writable cache directory numba refuses
+    ``cache=True``, and the kernels are then compiled once per process instead."""
+
+    def wrap(func):
+        try:
+            return njit(cache=True, nogil=True, parallel=parallel)(func)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(nogil=True, parallel=parallel)(func)
+
+    return wrap
+
+
+@_compiled()
 def _extend(pz, po, pw, depth, zero, one):  # pragma: no cover - compiled
     """TreeSHAP's EXTEND: add element ``depth`` (zero/one fractions) to the path weights."""
     pz[depth] = zero
@@ -383,7 +399,7 @@ def _extend(pz, po, pw, depth, zero, one):  # pragma: no cover - compiled
         pw[i] = zero * pw[i] * (depth - i) / (depth + 1)
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def _unwound_sum(pz, po, pw, depth, index):  # pragma: no cover - compiled
     """TreeSHAP's UNWIND summed: the total path weight with element ``index`` taken out."""
     one = po[index]
@@ -400,7 +416,7 @@ def _unwound_sum(pz, po, pw, depth, index):  # pragma: no cover - compiled
     return total
 
 
-@njit(cache=True, parallel=True)
+@_compiled(parallel=True)
 def _leaf_tables(depth, feat_start, zeros, values, table_start, entries):  # pragma: no cover - compiled
     """Return each leaf's table: for every mask of cold path features, the value the leaf adds
     to each path feature (TreeSHAP's EXTEND over the path, then UNWIND per feature)."""
@@ -423,7 +439,7 @@ def _leaf_tables(depth, feat_start, zeros, values, table_start, entries):  # pra
     return table
 
 
-@njit(cache=True, parallel=True)
+@_compiled(parallel=True)
 def _contributions(xt, tree_start, role, feature, threshold, default_left, left, right, slot, sub_start,
                    sub_count, sub_nodes, fr_width, fr_feat_start, fr_feat, fr_table_start, fr_table,
                    block, out):  # pragma: no cover - compiled

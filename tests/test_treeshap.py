@@ -10,6 +10,7 @@ more).
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -195,3 +196,34 @@ def test_the_api_does_not_import_numba():
     code = "import sys, churnctl.api, churnctl.cli; assert 'numba' not in sys.modules, 'numba imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("height", [0, 1, 2, 3])
+def test_every_frontier_height_gives_the_same_values(height, monkeypatch):
+    # Height 0 adds leaf tables one by one; larger heights merge subtrees first.  A tight table
+    # budget makes the builder fall back to lower heights the same way.
+    x, y = random_data(300, 4, seed=11)
+    booster = xgb.train({"max_depth": 5, "objective": "binary:logistic", "nthread": 1},
+                        xgb.DMatrix(x, y, missing=np.nan), 6)
+    monkeypatch.setattr(treeshap, "FRONTIER_HEIGHT", height)
+    forest = treeshap.forest_from_json(json.loads(bytes(booster.save_raw("json"))))
+    assert forest.sub_count.max() <= 2 ** height - 1
+    ref = booster.predict(xgb.DMatrix(x, missing=np.nan), pred_contribs=True)
+    np.testing.assert_allclose(treeshap.contributions(forest, x), ref, rtol=RTOL, atol=ATOL)
+    if height == 3:
+        leaf_only = forest_size(booster, 0)
+        monkeypatch.setattr(treeshap, "MAX_TABLE_ENTRIES", leaf_only)
+        tight = treeshap.forest_from_json(json.loads(bytes(booster.save_raw("json"))))
+        assert tight.fr_table.size <= leaf_only < forest.fr_table.size
+        np.testing.assert_allclose(treeshap.contributions(tight, x), ref, rtol=RTOL, atol=ATOL)
+
+
+def forest_size(booster, height):
+    import churnctl.treeshap as ts
+
+    saved = ts.FRONTIER_HEIGHT
+    ts.FRONTIER_HEIGHT = height
+    try:
+        return ts.forest_from_json(json.loads(bytes(booster.save_raw("json")))).fr_table.size
+    finally:
+        ts.FRONTIER_HEIGHT = saved
