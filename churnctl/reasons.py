@@ -119,6 +119,19 @@ def _only(ok: np.ndarray, text: np.ndarray) -> np.ndarray:
     return np.where(ok, text, "").astype(object)
 
 
+def _cases(n: int, *cases: tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]) -> np.ndarray:
+    """Like ``np.select(conditions, texts, "")``, but each text is built only for the rows it
+    applies to: ``make(i)`` gets those row positions (the first true condition wins)."""
+    out = np.full(n, "", dtype=object)
+    todo = np.ones(n, dtype=bool)
+    for condition, make in cases:
+        rows = np.flatnonzero(condition & todo)
+        if rows.size:
+            out[rows] = make(rows)
+        todo &= ~condition
+    return out
+
+
 def _k_of_frequency(v: _View, share: str, count: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (k, n) over completed orders: k from the auxiliary count, else share x n."""
     k, n = v[count], v["frequency"]
@@ -142,13 +155,12 @@ def recency(v: _View) -> np.ndarray:
     overdue = has_gap & (r > gap) & (r >= MIN_SILENCE_DAYS)
     silent = ~has_gap & (r >= MIN_SILENCE_DAYS)  # one order: no rhythm to compare with
     slow = has_gap & (gap >= SLOW_RHYTHM_DAYS)
-    return np.select(
-        [overdue, silent, slow],
-        ["no order for " + _counted(r, "day") + ", usually every " + _counted(gap, "day"),
-         "no order for " + _counted(r, "day"),
-         "orders only about every " + _counted(gap, "day")],
-        "",  # recently active at their usual pace: not a reason
-    ).astype(object)
+    return _cases(  # recently active at their usual pace: not a reason
+        len(r),
+        (overdue, lambda i: "no order for " + _counted(r[i], "day") + ", usually every " + _counted(gap[i], "day")),
+        (silent, lambda i: "no order for " + _counted(r[i], "day")),
+        (slow, lambda i: "orders only about every " + _counted(gap[i], "day")),
+    )
 
 
 @phrase("frequency")
@@ -211,16 +223,17 @@ def aov_trend(v: _View) -> np.ndarray:
 def coupon(v: _View) -> np.ndarray:
     before, last3 = v["discount_share_before"], v["discount_share_last3"]
     k3 = np.round(last3 * 3)
-    compared = np.where(
-        k3 == 0,
-        "last 3 orders at full price after " + _pct(before) + " with a discount",
-        _int(k3) + " of the last 3 orders with a discount after " + _pct(before) + " before",
-    )
+    compared = ~np.isnan(before) & ~np.isnan(last3)
     last, prior = v["last_order_discounted"], v["discount_share_prior"]
-    after = "last order at full price after " + _pct(prior) + " of earlier orders with a discount"
-    single = np.where(last == 1, "last order with a discount", "last order at full price")
-    return np.select([~np.isnan(before) & ~np.isnan(last3), (last == 0) & (prior > 0), ~np.isnan(last)],
-                     [compared, after, single], "").astype(object)
+    return _cases(
+        len(before),
+        (compared & (k3 == 0), lambda i: "last 3 orders at full price after " + _pct(before[i]) + " with a discount"),
+        (compared, lambda i: _int(k3[i]) + " of the last 3 orders with a discount after " + _pct(before[i]) + " before"),
+        ((last == 0) & (prior > 0),
+         lambda i: "last order at full price after " + _pct(prior[i]) + " of earlier orders with a discount"),
+        (last == 1, lambda i: np.full(i.size, "last order with a discount", dtype=object)),
+        (~np.isnan(last), lambda i: np.full(i.size, "last order at full price", dtype=object)),
+    )
 
 
 @phrase("discount_share")
@@ -253,16 +266,18 @@ def delivery_time(v: _View) -> np.ndarray:
 def late(v: _View) -> np.ndarray:
     k, n = v["_late_count"], v["_delivered_count"]
     share, last, delay = v["late_share"], v["last_order_late"], v["last_order_delay_days"]
-    also = np.where(delay > 0, ", the last one " + _counted(delay, "day") + " late",
-                    np.where(last == 1, ", the last one too", ""))
-    return np.select(
-        [(k > 0) & (n > 0), np.isnan(k) & (share > 0), delay > 0, last == 1],
-        [_int(k) + " of " + _counted(n, "order") + " arrived late" + also,
-         _pct(share) + " of orders arrived late" + also,
-         "last order arrived " + _counted(delay, "day") + " late",
-         "last order arrived late"],
-        "",  # nothing late: not a reason
-    ).astype(object)
+
+    def also(i: np.ndarray) -> np.ndarray:
+        return _cases(i.size, (delay[i] > 0, lambda j: ", the last one " + _counted(delay[i][j], "day") + " late"),
+                      (last[i] == 1, lambda j: np.full(j.size, ", the last one too", dtype=object)))
+
+    return _cases(  # nothing late: not a reason
+        len(k),
+        ((k > 0) & (n > 0), lambda i: _int(k[i]) + " of " + _counted(n[i], "order") + " arrived late" + also(i)),
+        (np.isnan(k) & (share > 0), lambda i: _pct(share[i]) + " of orders arrived late" + also(i)),
+        (delay > 0, lambda i: "last order arrived " + _counted(delay[i], "day") + " late"),
+        (last == 1, lambda i: np.full(i.size, "last order arrived late", dtype=object)),
+    )
 
 
 @phrase("shipping_cost_share")
@@ -282,9 +297,11 @@ def duties(v: _View) -> np.ndarray:
 # --- service and product ----------------------------------------------------------------------
 def _rate_phrase(v: _View, rate: str, count: str, verb: str) -> np.ndarray:
     k, n, r = v[count], v["_orders_count"], v[rate]
-    counted = _int(k) + " of " + _counted(n, "order") + " " + verb
-    text = np.where(np.isnan(k) | np.isnan(n), _pct(r) + " of orders " + verb, counted)
-    return _only(r > 0, text)
+    return _cases(
+        len(r),
+        ((r > 0) & (np.isnan(k) | np.isnan(n)), lambda i: _pct(r[i]) + " of orders " + verb),
+        (r > 0, lambda i: _int(k[i]) + " of " + _counted(n[i], "order") + " " + verb),
+    )
 
 
 @phrase("cancel_rate")
@@ -384,8 +401,11 @@ def alive(v: _View) -> np.ndarray:
     when they are a reason, else the model's estimate that the customer has stopped."""
     own = recency(v)
     p = v["p_alive"]
-    model = _only(p < 0.5, "probably no longer buying (buying pattern model: " + _pct(p) + " still active)")
-    return np.where(own != "", own, model).astype(object)
+    return _cases(
+        len(p),
+        (own != "", lambda i: own[i]),
+        (p < 0.5, lambda i: "probably no longer buying (buying pattern model: " + _pct(p[i]) + " still active)"),
+    )
 
 
 @phrase("mean_review_score", group="reviews")
@@ -504,7 +524,9 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
             break  # nobody has a positive contribution left to say
         left[np.arange(len(active)), col] = -np.inf
         active, left, col = active[live], left[live], col[live]  # the others are done for good
-        fresh = ~(said[active] == group_of[col][:, None]).any(axis=1)
+        group, fresh = group_of[col], np.ones(len(active), dtype=bool)
+        for k in range(top_n):  # a group is said at most once
+            fresh &= said[active, k] != group
         rows, col = active[fresh], col[fresh]
         text = np.full(rows.size, "", dtype=object)
         by_col = np.argsort(col, kind="stable")  # the rows of each feature, in row order
