@@ -417,6 +417,7 @@ def _score(
         contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
         order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events)
         inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
+        _release_memory()
         info["contacts"] = len(contacts)
     delivery = feats["mean_delivery_days"].copy() if "mean_delivery_days" in feats.columns else None
     with timer.stage("score", total=len(feats)) as info:
@@ -647,6 +648,16 @@ def recover(led: ledger.Ledger | None, *, out_dirs: Sequence[Path] = ()) -> None
                 log.warning("recover  finished publishing %s after an interruption", d)
     if export.discard_stagings(sorted(dirs)):
         log.warning("recover  discarded an interrupted run's unfinished files")
+
+
+def _release_memory() -> None:
+    """Hand memory freed by dropped frames back to the system (Arrow's pool keeps it otherwise)."""
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
 
 
 def _plan_and_write(stage: Path, scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,

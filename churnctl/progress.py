@@ -97,6 +97,8 @@ class LogReporter(Reporter):
 
     def update(self, task: Task) -> None:
         now = time.monotonic()
+        if task.total and task.done >= task.total:
+            return  # finished: the stage's summary line follows
         if now - self._last.get(id(task), 0.0) >= self.every:
             self._last[id(task)] = now
             self.logger.info("%-8s %s", task.name, _amount(task))
@@ -140,6 +142,7 @@ class RichReporter(Reporter):
             return
         tid = self._ids.pop(id(task), None)
         if tid is not None:
+            self._progress.refresh()  # draw the final count once before the bar goes
             self._progress.remove_task(tid)
         if not self._ids:
             self._progress.stop()
