@@ -74,7 +74,7 @@ def _columns(df: pd.DataFrame, index: bool) -> list[tuple[Any, pd.Series]]:
     if index:
         if isinstance(df.index, pd.MultiIndex):
             return []
-        cols.insert(0, (df.index.name, pd.Series(df.index, index=df.index, copy=False)))
+        cols.insert(0, (df.index.name, pd.Series(df.index.array, copy=False)))
     return cols
 
 
@@ -114,13 +114,17 @@ def _floats(values: np.ndarray) -> pa.Array:
 
 
 def _column(s: pd.Series) -> pa.Array:
-    """Return the cells of ``s`` as CSV text (large_string, no nulls)."""
+    """Return the cells of ``s`` as CSV text (large_string, no nulls).
+
+    Arrow is handed ``s.array``, never the Series: its attribute probing of a Series with a
+    text index makes pandas build that index's hash table (slower than the formatting).
+    """
     if s.dtype == np.float64:
         arr = _floats(s.to_numpy())
     elif s.dtype.kind == "b" or isinstance(s.dtype, pd.BooleanDtype):
-        arr = pc.if_else(pa.array(s, type=pa.bool_(), from_pandas=True), _s("True"), _s("False"))
+        arr = pc.if_else(pa.array(s.array, type=pa.bool_(), from_pandas=True), _s("True"), _s("False"))
     elif _is_text(s):
-        values = s.to_numpy(dtype=object, na_value=None) if s.dtype == object else s
+        values = s.to_numpy(dtype=object, na_value=None) if s.dtype == object else s.array
         arr = pa.array(values, type=_L, from_pandas=True)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
@@ -129,7 +133,7 @@ def _column(s: pd.Series) -> pa.Array:
             quoted = pc.binary_join_element_wise(_s('"'), pc.replace_substring(arr, '"', '""'), _s('"'), _s(""))
             arr = pc.if_else(hit, quoted, arr)
     else:  # integers, nullable or not
-        arr = pc.cast(pa.array(s, from_pandas=True), _L)
+        arr = pc.cast(pa.array(s.array, from_pandas=True), _L)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return pc.fill_null(arr.cast(_L), _s(""))

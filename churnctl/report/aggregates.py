@@ -68,7 +68,7 @@ def _codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.Index]:
     """Return (integer code per kept row, -1 when missing; the distinct values), via Arrow."""
     import pyarrow as pa
 
-    arr = pa.array(values, from_pandas=True)
+    arr = pa.array(values.array, from_pandas=True)  # .array: see csvtext._column
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     enc = arr.filter(pa.array(keep)).dictionary_encode()
@@ -338,8 +338,9 @@ def _align(values: pd.Series, index: pd.Index) -> pd.Series:
         return values.set_axis(index)
     if not (pd.api.types.is_string_dtype(index.dtype) and pd.api.types.is_string_dtype(values.index.dtype)):
         return values.reindex(index)
-    pos = pc.index_in(pa.array(index, from_pandas=True), value_set=pa.array(values.index, from_pandas=True))
-    taken = pa.array(values, from_pandas=True).take(pos).to_numpy(zero_copy_only=False)
+    pos = pc.index_in(pa.array(index.array, from_pandas=True),
+                     value_set=pa.array(values.index.array, from_pandas=True))
+    taken = pa.array(values.array, from_pandas=True).take(pos).to_numpy(zero_copy_only=False)
     return pd.Series(taken, index=index, name=values.name, dtype=values.dtype)
 
 
