@@ -70,11 +70,12 @@ class Timer:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def stage(self, name: str, *, total: float | None = None, detail: str = "") -> Iterator[dict[str, Any]]:
+    def stage(self, name: str, *, total: float | None = None, detail: str = "",
+              unit: str = "") -> Iterator[dict[str, Any]]:
         info: dict[str, Any] = {}
         start = time.perf_counter()
         log.debug("%s: started", name)
-        with progress.task(name, total=total, detail=detail):
+        with progress.task(name, total=total, detail=detail, unit=unit):
             yield info
         took = time.perf_counter() - start
         self.seconds[name] = round(took, 3)
@@ -144,8 +145,12 @@ def _bytes(paths: Sequence[Path | str]) -> int | None:
 
 
 def _display(path: Path | str) -> str:
-    """Return a file's name for progress lines (a URL without its credentials or host)."""
-    return path.name if isinstance(path, Path) else str(path).rsplit("#", 1)[-1]
+    """Return a file's name for progress lines; a database URL shows only its ``#table`` part
+    (never a host or a password)."""
+    if isinstance(path, Path):
+        return path.name
+    text = str(path)
+    return text.rsplit("#", 1)[-1] if "#" in text else "database"
 
 
 def load_inputs(
@@ -170,7 +175,7 @@ def load_inputs(
     sizes = [_bytes(g) for g in groups]
     names = ", ".join(_display(p) for g in groups for p in g)
     known = None if any(b is None for b in sizes) else sum(sizes)
-    with timer.stage("ingest", total=known, detail=names + (f" ({known / 1e6:,.0f} MB)" if known else "")) as info:
+    with timer.stage("ingest", total=known, detail=names, unit="bytes") as info:
         loaded = ingest.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
         progress.advance(sizes[0] or 0)
         frames = [loaded]
@@ -399,6 +404,14 @@ def _score(
         inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer)
     _check_rejects_or_write(inputs, out, config)
 
+    with timer.stage("contacts") as info:
+        # What the export needs from the order history (contact details, the report's monthly
+        # counts) is taken first, so the orders frame can be released before scoring, and these
+        # passes over the orders do not add to the features' peak memory.
+        orders_accepted = len(inputs.orders)
+        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
+        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events)
+        info["contacts"] = len(contacts)
     with timer.stage("features") as info:
         after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
         if eng is not None:
@@ -410,15 +423,9 @@ def _score(
     if feats.empty:
         raise InputError(f"no customer has a completed order on or before {ts.date()}: nothing to score")
     fitted.check_features(feats)
-    with timer.stage("contacts") as info:
-        # What the export needs from the order history (contact details, the report's monthly
-        # counts) is taken now, so the orders frame is released before scoring: lower peak memory.
-        orders_accepted = len(inputs.orders)
-        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
-        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events)
-        inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
-        _release_memory()
-        info["contacts"] = len(contacts)
+    # The orders are not needed any more: free them (and Arrow's pool) before scoring.
+    inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
+    _release_memory()
     delivery = feats["mean_delivery_days"].copy() if "mean_delivery_days" in feats.columns else None
     with timer.stage("score", total=len(feats)) as info:
         scores = eng.score(feats, fitted, config) if eng is not None else scoring.score(feats, fitted, config)

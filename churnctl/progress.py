@@ -5,8 +5,8 @@ once what they do (the CLI calls :func:`configure`):
 
 * ``"live"`` (stderr is a terminal and no ``--quiet``): a rich progress bar per running task,
   removed when the task ends (the stage's one summary log line stays);
-* ``"log"`` (the default, and under cron): a ``<task> started: <detail>`` line through the
-  ``churnctl`` logger when a task starts, then at most one ``<task> <done>/<total>`` line every
+* ``"log"`` (the default, and under cron): a ``<task> started: <detail> (<total>)`` line through
+  the ``churnctl`` logger when a task starts, then at most one ``<task> <done>/<total>`` line every
   :attr:`LogReporter.every` seconds while it runs;
 * ``"off"`` (``--quiet``): nothing.
 
@@ -45,6 +45,8 @@ class Task:
     total: float | None = None
     done: float = 0
     detail: str = ""
+    #: "bytes" shows megabytes; anything else plain counts.
+    unit: str = ""
 
     def update(self, done: float, total: float | None = None) -> None:
         """Set how many units are done (and the total when it became known)."""
@@ -72,12 +74,15 @@ class Reporter:
 
 
 def _amount(task: Task) -> str:
+    """Return ``done/total (percent)`` of a task as text ("" when nothing is known yet)."""
+    scale, suffix = (1e6, " MB") if task.unit == "bytes" else (1, "")
+
     def fmt(v: float) -> str:
-        return f"{v:,.0f}"
+        return f"{v / scale:,.0f}"
 
     if task.total:
-        return f"{fmt(task.done)}/{fmt(task.total)} ({100 * task.done / task.total:.0f}%)"
-    return fmt(task.done)
+        return f"{fmt(task.done)}/{fmt(task.total)}{suffix} ({100 * task.done / task.total:.0f}%)"
+    return f"{fmt(task.done)}{suffix}" if task.done else ""
 
 
 class LogReporter(Reporter):
@@ -93,7 +98,11 @@ class LogReporter(Reporter):
 
     def start(self, task: Task) -> None:
         self._last[id(task)] = time.monotonic()
-        self.logger.info("%-8s started%s", task.name, f": {task.detail}" if task.detail else "")
+        size = ""
+        if task.total:
+            size = f"{task.total / 1e6:,.0f} MB" if task.unit == "bytes" else f"{task.total:,.0f}"
+        self.logger.info("%-8s started%s%s", task.name, f": {task.detail}" if task.detail else "",
+                         f" ({size})" if size else "")
 
     def update(self, task: Task) -> None:
         now = time.monotonic()
@@ -122,20 +131,21 @@ class RichReporter(Reporter):
         self._ids: dict[int, Any] = {}
 
     def start(self, task: Task) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         if self._progress is None:
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                      transient=True)
+                                      TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
+                                      console=self.console, transient=True)
             self._progress.start()
         label = f"{task.name} {task.detail}".strip()
-        self._ids[id(task)] = self._progress.add_task(label, total=task.total, completed=task.done)
+        self._ids[id(task)] = self._progress.add_task(label, total=task.total, completed=task.done,
+                                                      amount=_amount(task))
 
     def update(self, task: Task) -> None:
         if self._progress is not None and id(task) in self._ids:
-            self._progress.update(self._ids[id(task)], completed=task.done, total=task.total)
+            self._progress.update(self._ids[id(task)], completed=task.done, total=task.total,
+                                  amount=_amount(task))
 
     def stop(self, task: Task) -> None:
         if self._progress is None:
@@ -179,9 +189,12 @@ def mode_for(stream: Any, *, quiet: bool) -> str:
 
 
 @contextmanager
-def task(name: str, *, total: float | None = None, detail: str = "") -> Iterator[Task]:
-    """Report a long task (a stage) from start to end; yields the :class:`Task`."""
-    t = Task(name, total=total, detail=detail)
+def task(name: str, *, total: float | None = None, detail: str = "", unit: str = "") -> Iterator[Task]:
+    """Report a long task (a stage) from start to end; yields the :class:`Task`.
+
+    ``unit="bytes"`` shows amounts in MB (ingest counts the bytes of its input files).
+    """
+    t = Task(name, total=total, detail=detail, unit=unit)
     _stack.append(t)
     _reporter.start(t)
     try:

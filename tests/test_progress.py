@@ -38,12 +38,15 @@ def test_mode_follows_the_terminal_and_quiet():
 def test_log_mode_writes_a_start_line_and_throttled_progress_lines(caplog):
     progress.configure(progress.LogReporter(every=0))
     with caplog.at_level(logging.INFO, logger="churnctl"):
-        with progress.task("export", total=4, detail="orders.csv (2 MB)"):
+        with progress.task("ingest", total=4_000_000, detail="orders.csv", unit="bytes"):
+            progress.advance(1_000_000)
+            progress.update(3_000_000)
+            progress.update(4_000_000)  # done: the stage's summary line says it
+        with progress.task("export", total=4):
             progress.advance()
-            progress.update(3)
-            progress.update(4)  # done: the stage's summary line says it
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["export   started: orders.csv (2 MB)", "export   1/4 (25%)", "export   3/4 (75%)"]
+    assert lines == ["ingest   started: orders.csv (4 MB)", "ingest   1/4 MB (25%)", "ingest   3/4 MB (75%)",
+                     "export   started (4)", "export   1/4 (25%)"]
 
     caplog.clear()
     progress.configure(progress.LogReporter(every=3600))  # one line per hour at most: just the start
@@ -51,7 +54,7 @@ def test_log_mode_writes_a_start_line_and_throttled_progress_lines(caplog):
         with progress.task("score", total=10):
             for _ in range(10):
                 progress.advance()
-    assert [r.getMessage() for r in caplog.records] == ["score    started"]
+    assert [r.getMessage() for r in caplog.records] == ["score    started (10)"]
 
 
 def test_hooks_do_nothing_outside_a_task_and_off_mode_is_silent(caplog, capsys):
@@ -76,7 +79,7 @@ def test_live_mode_draws_a_bar_on_a_terminal_and_removes_it():
         progress.update(200)
     text = out.getvalue()
     assert "features customers" in text
-    assert "200/200" in text
+    assert "200/200 (100%)" in text
     assert "\x1b[" in text  # terminal control codes: a live display, not plain lines
     assert progress.current() is None
 
@@ -89,7 +92,7 @@ def test_api_stage_is_a_progress_task_and_logs_its_summary(caplog):
             progress.advance()
             info["files"] = 3
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == "export   started"
+    assert lines[0] == "export   started (2)"
     assert lines[1] == "export   1/2 (50%)"
     assert lines[2].startswith("export   files=3 (")
     assert "export" in timer.seconds
@@ -103,7 +106,7 @@ def test_score_under_cron_logs_stage_lines_and_quiet_logs_none(small_sample, tra
     assert result.exit_code == 0, result.output
     started = [ln.split(" churnctl ", 1)[1] for ln in result.output.splitlines() if " started" in ln]
     assert started[0].startswith("ingest   started: orders.csv, events.csv, customers.csv (") and started[0].endswith(" MB)")
-    assert [ln.split()[0] for ln in started] == ["ingest", "features", "contacts", "score", "rules", "export"]
+    assert [ln.split()[0] for ln in started] == ["ingest", "contacts", "features", "score", "rules", "export"]
     assert "@" not in result.output  # counts and file names only, never an email
 
     quiet = CliRunner().invoke(app, ["--quiet", *args, "--out", str(tmp_path / "b")])
