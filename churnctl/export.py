@@ -328,6 +328,36 @@ def email_sha256(emails: pd.Series) -> pd.Series:
 
 
 # --- contacts ---------------------------------------------------------------------------
+def _unique_ids(indexes: list[pd.Index]) -> pd.Index:
+    """Return the distinct ids of ``indexes`` as text, in order of first appearance (an Arrow hash
+    pass; pandas' ``append().drop_duplicates()`` hashes Python strings)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not indexes:
+        return pd.Index([], dtype=_TEXT, name="customer_id")
+    chunks = [pa.array(i.astype(_TEXT).array, type=pa.large_string(), from_pandas=True) for i in indexes]
+    uniq = pc.unique(pa.chunked_array(chunks, type=pa.large_string()))
+    return pd.Index(uniq.to_numpy(zero_copy_only=False), dtype=_TEXT, name="customer_id")
+
+
+def _positions(index: pd.Index, labels: pd.Index) -> np.ndarray:
+    """Return the position in ``labels`` (unique) of each value of ``index``, -1 when absent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if index.equals(labels):
+        return np.arange(len(index))
+    pos = pc.index_in(pa.array(index.astype(_TEXT).array, from_pandas=True),
+                      value_set=pa.array(labels.astype(_TEXT).array, from_pandas=True))
+    return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+
+
+def _reindexed(s: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
+    """Return ``s.reindex(index)`` given :func:`_positions` (missing where -1), dtype kept."""
+    return pd.Series(s.array.take(positions, allow_fill=True), index=index, name=s.name)
+
+
 def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config: ExportConfig,
                    *, events: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return one contact row per customer, indexed by ``customer_id``.
@@ -352,30 +382,31 @@ def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config:
     cust = None
     if customers is not None and "customer_id" in customers.columns:
         cust = customers.drop_duplicates("customer_id", keep="last").set_index("customer_id")
-    index = pd.Index([], dtype=_TEXT, name="customer_id")
-    for frame in ([cust] if cust is not None else []) + parts:
-        index = index.append(frame.index.astype(_TEXT))
-    index = index.drop_duplicates()
-    index.name = "customer_id"
-    from_orders = parts[0].reindex(index) if parts else pd.DataFrame(index=index)
+    # Every customer once, customers file first (first appearance wins), as drop_duplicates does.
+    index = _unique_ids([f.index for f in ([cust] if cust is not None else []) + parts])
+    from_orders = None
+    if parts:
+        at = _positions(index, parts[0].index)
+        from_orders = {col: _reindexed(parts[0][col], at, index) for col in parts[0].columns}
+    at_cust = _positions(index, cust.index) if cust is not None else None
 
     def pick(col: str) -> pd.Series:
-        base = (from_orders[col].astype(_TEXT) if col in from_orders
+        base = (from_orders[col].astype(_TEXT) if from_orders is not None and col in from_orders
                 else pd.Series(None, index=index, dtype=_TEXT))
         if cust is not None and col in cust.columns:
-            return _clean_text(cust[col].reindex(index)).combine_first(base).astype(_TEXT)
+            return _clean_text(_reindexed(cust[col], at_cust, index)).combine_first(base).astype(_TEXT)
         return base
 
     country = pick("country")
     mapped = country.map(config.country_languages).astype(_TEXT).fillna(config.default_language)
     if cust is not None and "language" in cust.columns:
-        language = _clean_text(cust["language"].reindex(index)).fillna(mapped)
+        language = _clean_text(_reindexed(cust["language"], at_cust, index)).fillna(mapped)
     else:
         language = mapped
 
     def flag(col: str) -> pd.Series:
         if cust is not None and col in cust.columns:
-            return _to_boolean(cust[col]).reindex(index)
+            return _reindexed(_to_boolean(cust[col]), at_cust, index)
         return pd.Series(pd.NA, index=index, dtype="boolean")
 
     unsubscribed = flag("unsubscribed")
