@@ -176,18 +176,19 @@ def load_inputs(
     names = ", ".join(_display(p) for g in groups for p in g)
     known = None if any(b is None for b in sizes) else sum(sizes)
     with timer.stage("ingest", total=known, detail=names, unit="bytes") as info:
+        # Bytes done so far as absolute values: ingest may report within a file (progress.update).
         loaded = ingest.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
-        progress.advance(sizes[0] or 0)
+        progress.update(sum(b or 0 for b in sizes[:1]))
         frames = [loaded]
         ev = cu = None
         if events is not None:
             ev = ingest.load_events(_as_list(events), config.ingest)
             frames.append(ev)
-            progress.advance(sizes[1] or 0)
+            progress.update(sum(b or 0 for b in sizes[:2]))
         if customers is not None:
             cu = ingest.load_customers(_as_list(customers), config.ingest)
             frames.append(cu)
-            progress.advance(sizes[-1] or 0)
+            progress.update(sum(b or 0 for b in sizes))
         stats = [s for f in frames for s in f.stats]
         rejects = pd.concat([f.rejects for f in frames if len(f.rejects)], ignore_index=True) if any(
             len(f.rejects) for f in frames

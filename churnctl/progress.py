@@ -19,7 +19,11 @@ report how far it is inside the current task without knowing who listens::
         ...
         progress.update(min(start + chunk, n), total=n)   # or progress.advance(chunk)
 
-Outside a task the hooks do nothing, so they cost nothing in tests or notebooks. Lines hold
+Units per stage as ``api`` opens them: ``ingest`` counts bytes of the input files (orders
+first, then events, then customers: ``ingest.load_orders`` may call ``update(bytes read so
+far)``), ``score`` counts customers, ``export`` its four steps; ``features`` and ``contacts``
+have no total yet (a spinner). Outside a task the hooks do nothing, so they cost nothing in
+tests or notebooks. Lines hold
 counts and names of stages or files only, never an email or a name.
 """
 
