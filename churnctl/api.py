@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, export, features, ingest, rules, sample
+from . import __version__, export, features, ingest, progress, rules, sample
 from .config import Config
 from .errors import InputError, ModelError
 from .schema import as_of_timestamp, day_end
@@ -59,27 +59,23 @@ log = logging.getLogger("churnctl")
 PathLike = str | os.PathLike
 
 
-#: Set by the CLI when stderr is a terminal: a live spinner per stage instead of silence.
-LIVE = False
-
-
 @dataclass
 class Timer:
-    """Collect seconds per stage and log one line per stage."""
+    """Collect seconds per stage and log one line per stage.
+
+    Each stage is also a :func:`progress.task` (a bar on a terminal, a start line under cron);
+    inside it ``progress.update``/``progress.advance`` report how far it is.
+    """
 
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+    def stage(self, name: str, *, total: float | None = None, detail: str = "",
+              unit: str = "") -> Iterator[dict[str, Any]]:
         info: dict[str, Any] = {}
         start = time.perf_counter()
         log.debug("%s: started", name)
-        if LIVE:
-            from rich.console import Console
-
-            with Console(stderr=True).status(f"{name}..."):
-                yield info
-        else:
+        with progress.task(name, total=total, detail=detail, unit=unit):
             yield info
         took = time.perf_counter() - start
         self.seconds[name] = round(took, 3)
@@ -140,6 +136,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _bytes(paths: Sequence[Path | str]) -> int | None:
+    """Return the total size of ``paths``, or None when one is not a plain file (glob, URL)."""
+    try:
+        return sum(Path(p).stat().st_size for p in paths)
+    except (OSError, TypeError):
+        return None
+
+
+def _display(path: Path | str) -> str:
+    """Return a file's name for progress lines; a database URL shows only its ``#table`` part
+    (never a host or a password)."""
+    if isinstance(path, Path):
+        return path.name
+    text = str(path)
+    return text.rsplit("#", 1)[-1] if "#" in text else "database"
+
+
 def load_inputs(
     orders: PathLike | Sequence[PathLike],
     *,
@@ -158,16 +171,24 @@ def load_inputs(
     order_paths = _as_list(orders)
     if not order_paths:
         raise InputError("no orders file given: pass --orders FILE or set inputs.orders in the config")
-    with timer.stage("ingest") as info:
+    groups = [order_paths] + [_as_list(p) for p in (events, customers) if p is not None]
+    sizes = [_bytes(g) for g in groups]
+    names = ", ".join(_display(p) for g in groups for p in g)
+    known = None if any(b is None for b in sizes) else sum(sizes)
+    with timer.stage("ingest", total=known, detail=names, unit="bytes") as info:
+        # Bytes done so far as absolute values: ingest may report within a file (progress.update).
         loaded = ingest.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
+        progress.update(sum(b or 0 for b in sizes[:1]))
         frames = [loaded]
         ev = cu = None
         if events is not None:
             ev = ingest.load_events(_as_list(events), config.ingest)
             frames.append(ev)
+            progress.update(sum(b or 0 for b in sizes[:2]))
         if customers is not None:
             cu = ingest.load_customers(_as_list(customers), config.ingest)
             frames.append(cu)
+            progress.update(sum(b or 0 for b in sizes))
         stats = [s for f in frames for s in f.stats]
         rejects = pd.concat([f.rejects for f in frames if len(f.rejects)], ignore_index=True) if any(
             len(f.rejects) for f in frames
@@ -364,7 +385,11 @@ def _score(
     """Score customers at ``as_of``; write scores, rejects, campaign CSVs and ``run.json``.
 
     ``engine="dask"`` computes features and scores on a Dask cluster (same results);
-    ``scores_format="parquet"`` writes ``scores.parquet`` instead of ``scores.csv``."""
+    ``scores_format="parquet"`` writes ``scores.parquet`` instead of ``scores.csv``.
+
+    ``inputs`` (when given) are consumed: once the features, the contact details and the
+    report's order tables are computed, their ``orders``, ``events`` and ``customers`` frames are
+    set to None so the memory is free for scoring; the rejects and accounting stay."""
     started = datetime.now(timezone.utc)
     timer = timer or Timer()
     out = Path(out)
@@ -380,6 +405,14 @@ def _score(
         inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer)
     _check_rejects_or_write(inputs, out, config)
 
+    with timer.stage("contacts") as info:
+        # What the export needs from the order history (contact details, the report's monthly
+        # counts) is taken first, so the orders frame can be released before scoring, and these
+        # passes over the orders do not add to the features' peak memory.
+        orders_accepted = len(inputs.orders)
+        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
+        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events)
+        info["contacts"] = len(contacts)
     with timer.stage("features") as info:
         after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
         if eng is not None:
@@ -391,34 +424,45 @@ def _score(
     if feats.empty:
         raise InputError(f"no customer has a completed order on or before {ts.date()}: nothing to score")
     fitted.check_features(feats)
-    with timer.stage("score") as info:
+    # The orders are not needed any more: free them (and Arrow's pool) before scoring.
+    inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
+    _release_memory()
+    delivery = feats["mean_delivery_days"].copy() if "mean_delivery_days" in feats.columns else None
+    with timer.stage("score", total=len(feats)) as info:
         scores = eng.score(feats, fitted, config) if eng is not None else scoring.score(feats, fitted, config)
+        progress.update(len(feats))
         risk_counts = {t: int(n) for t, n in scores["risk_tier"].value_counts().items()}
         info.update(risk_counts)
+    del feats
     with timer.stage("rules") as info:
         actions = rules.apply(scores, ruleset)
         per_campaign = {str(k): int(v) for k, v in actions["campaign"].value_counts().sort_index().items()}
         info["rules"] = len(ruleset.rules)
         info["actioned"] = int((actions["campaign"] != "no_action").sum())
-    with timer.stage("export") as info:
+    with timer.stage("export", total=4) as info:
         # Everything goes to a staging folder first; see _commit_and_publish.
         out.mkdir(parents=True, exist_ok=True)
         if ledger_handle is None:
             recover(None, out_dirs=[out])
         stage = export.new_staging(out)
-        rows = write_table(scores.reset_index(), stage / scores_name)
+        rows = write_table(scores, stage / scores_name, index=True)
+        progress.advance()
         export.write_rejects(inputs.rejects, stage)
-        result = _plan_and_write(stage, scores, actions, inputs, ruleset, ts, config, ledger_handle)
+        progress.advance()
+        result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
+        del contacts
+        progress.advance()
         info["treated"] = sum(result.recipients.values())
         info["holdout"] = sum(result.holdout.values())
         info["scores"] = rows
         info["campaign_files"] = len(result.files)
         info["recipients"] = sum(f["rows"] for f in result.files)
         # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
-        tables = report.build_aggregates(inputs.orders, scores, ts, features=feats, events=inputs.events, model=fitted)
+        tables = report.aggregates.finish(order_tables, scores, mean_delivery_days=delivery, model=fitted)
         aggregate_outputs = [{"path": f"{report.AGGREGATES_DIR}/{name}",
                               "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
                              for name, frame in tables.items()]
+        progress.advance()
 
     outputs = [{"path": scores_name, "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
     for f in result.files:
@@ -437,7 +481,7 @@ def _score(
         "rules": {"source": ruleset.source, "sha256": ruleset.sha256},
         "inputs": inputs.files,
         "counts": {
-            "orders_accepted": len(inputs.orders),
+            "orders_accepted": orders_accepted,
             "orders_after_as_of": after,
             "rows_rejected": int(sum(s.rejected for s in inputs.stats)),
             "rows_collapsed": int(sum(s.collapsed for s in inputs.stats)),
@@ -614,11 +658,23 @@ def recover(led: ledger.Ledger | None, *, out_dirs: Sequence[Path] = ()) -> None
         log.warning("recover  discarded an interrupted run's unfinished files")
 
 
-def _plan_and_write(stage: Path, scores: pd.DataFrame, actions: pd.DataFrame, inputs: Inputs,
+def _release_memory() -> None:
+    """Hand memory freed by dropped frames back to the system (Arrow's pool keeps it otherwise)."""
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+
+
+def _plan_and_write(stage: Path, scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,
                     ruleset: rules.RuleSet, ts: pd.Timestamp, config: Config,
                     led: ledger.Ledger | None) -> export.CampaignResult:
-    """Contacts -> candidates -> contact policy -> campaign files in ``stage``; return the result."""
-    contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
+    """Candidates -> contact policy -> campaign files in ``stage``; return the result.
+
+    ``contacts``: :func:`export.build_contacts` of the run's inputs.
+    """
     frame, channels = export.candidates(scores, actions, contacts, config.export, campaigns=ruleset.campaigns)
     history = None
     if led is not None:
@@ -717,14 +773,17 @@ def _scores_name(fmt: str) -> str:
     return f"scores.{fmt}"
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> int:
+def write_table(frame: pd.DataFrame, path: Path, *, index: bool = False) -> int:
     """Write ``frame`` atomically as Parquet when ``path`` ends in ``.parquet``, else as CSV;
-    return the row count.  Parquet keeps the dtypes (ids stay text, exactly as read)."""
+    return the row count.  ``index``: the index is the first column.  Parquet keeps the dtypes
+    (ids stay text, exactly as read)."""
     path = Path(path)
     if path.suffix.lower() != ".parquet":
-        return export.write_csv(frame, path)
+        return export.write_csv(frame, path, index=index)
     import tempfile
 
+    if index:
+        frame = frame.reset_index()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

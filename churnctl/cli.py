@@ -109,16 +109,32 @@ def _config(ctx: typer.Context, path: Path | None, horizon_days: int | None = No
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    from . import api
+    from . import progress
 
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s churnctl %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger("churnctl")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    api.LIVE = sys.stderr.isatty() and not quiet
+    # Long stages: a progress bar on a terminal, plain log lines under cron, nothing with --quiet.
+    progress.configure(progress.mode_for(sys.stderr, quiet=quiet))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stderr`` is now (a progress bar redirects it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _version(value: bool) -> None:

@@ -39,7 +39,6 @@ digits, else it is dropped. It does not validate numbering plans.
 from __future__ import annotations
 
 import hashlib
-from io import StringIO
 
 import numpy as np
 import pandas as pd
@@ -150,9 +149,10 @@ def _mailchimp_tag(s: pd.Series) -> pd.Series:
 
 # --- profiles ---------------------------------------------------------------------------
 def _csv(df: pd.DataFrame) -> str:
-    buf = StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue()
+    """Return ``df.to_csv(index=False, lineterminator="\\n")``, formatted by Arrow when it can be."""
+    from .csvtext import to_text
+
+    return to_text(df)
 
 
 def _timestamps(s: pd.Series, fmt: str) -> pd.Series:

@@ -124,3 +124,31 @@ def test_rerun_same_day_gives_identical_scores(nightly):
     assert (out / "scores.csv").read_bytes() == before
     for path in (out / "campaigns").glob("*.csv"):
         assert path.read_bytes()  # still whole files
+
+
+def test_parquet_scores_and_features_hold_the_same_values_as_csv(nightly, tmp_path):
+    """`score --format parquet` and `features --out x.parquet` on the pandas engine: same rows and
+    values as the CSV run, ids still text."""
+    tmp, out, _ = nightly
+    model = tmp / "models" / "churn_model.joblib"
+    args = ["score", "--orders", str(SAMPLE / "orders.csv"), "--events", str(SAMPLE / "events.csv"),
+            "--customers", str(SAMPLE / "customers.csv"), "--as-of", AS_OF, "--model", str(model),
+            "--rules", str(ROOT / "configs" / "rules.yaml"), "--out", str(tmp_path / "pq"), "--format", "parquet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "pq" / "run.json").read_text())
+    assert manifest["outputs"][0]["path"] == "scores.parquet" and not (tmp_path / "pq" / "scores.csv").exists()
+    got = pd.read_parquet(tmp_path / "pq" / "scores.parquet")
+    want = pd.read_csv(out / "scores.csv", dtype={"customer_id": str})
+    assert manifest["outputs"][0]["rows"] == len(got) == len(want)
+    assert list(got.columns) == list(want.columns)
+    assert pd.api.types.is_string_dtype(got["customer_id"]) and got["customer_id"].tolist() == want["customer_id"].tolist()
+    pd.testing.assert_series_equal(got["churn_probability"], want["churn_probability"], check_exact=False)
+    assert got["risk_tier"].tolist() == want["risk_tier"].tolist()
+
+    feats = CliRunner().invoke(app, ["features", "--orders", str(SAMPLE / "orders.csv"), "--events",
+                                     str(SAMPLE / "events.csv"), "--as-of", AS_OF, "--out", str(tmp_path / "f.parquet")])
+    assert feats.exit_code == 0, feats.output
+    frame = pd.read_parquet(tmp_path / "f.parquet")
+    assert pd.api.types.is_string_dtype(frame["customer_id"])
+    assert set(want["customer_id"]) <= set(frame["customer_id"])

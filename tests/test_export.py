@@ -28,6 +28,64 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".tmp"))
 
 
+# --- the Arrow CSV writer: the same bytes as pandas ---------------------------------------
+def _awkward_frame(n: int = 3000) -> pd.DataFrame:
+    texts = ["007", "a,b", 'say "hi"', "two\nlines", "cr\rin", " padded ", "tab\tin", "", None, "Zoë; é",
+             "=1+2", "'quoted'"]
+    rng = np.random.default_rng(5)
+    special = [0.0, -0.0, 15.0, -3.0, 1e16, 9999999999999998.0, 1e-4, 0.00009999, 1e-05, 1e10, 9999999999.5,
+               123456789.123, 0.1 + 0.2, np.inf, -np.inf, np.nan, 5e-324, 1.7976931348623157e308, 0.014449]
+    floats = np.concatenate([special, rng.normal(size=n) * 10.0 ** rng.integers(-12, 20, n),
+                             np.round(rng.random(n), 6)])
+    m = len(floats)
+    return pd.DataFrame({
+        "customer_id": pd.Series((texts * m)[:m], dtype="str"),
+        "value": floats,
+        "note": pd.Series((texts[::-1] * m)[:m], dtype=object),
+        "count": np.arange(m) - 7,
+        "flag": np.arange(m) % 3 == 0,
+        "maybe": pd.array(([True, False, None] * m)[:m], dtype="boolean"),
+        "n": pd.array(([1, None, -3] * m)[:m], dtype="Int64"),
+        'odd "name", too': 1,
+    })
+
+
+def test_arrow_csv_writer_matches_pandas_byte_for_byte():
+    from churnctl import csvtext
+
+    df = _awkward_frame()
+    want = df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    assert csvtext.supported(df)
+    assert b"".join(csvtext.chunks(df, chunk_rows=997)) == want  # several pieces, same bytes
+    indexed = df.set_index("customer_id")
+    assert b"".join(csvtext.chunks(indexed, index=True)) == indexed.to_csv(lineterminator="\n").encode("utf-8")
+    empty = df.iloc[:0]
+    assert b"".join(csvtext.chunks(empty)) == empty.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def test_write_csv_falls_back_to_pandas_for_other_columns(tmp_path):
+    from churnctl import csvtext
+
+    frames = {
+        "dates": pd.DataFrame({"day": pd.to_datetime(["2026-01-01", None]), "n": [1, 2]}),
+        "one_column": pd.DataFrame({"x": pd.Series(["", None, "a"], dtype="str")}),  # pandas writes ""
+        "mixed_objects": pd.DataFrame({"x": pd.Series([1, "a"], dtype=object), "y": [1.0, 2.0]}),
+        "float32": pd.DataFrame({"x": np.array([0.1, 2.5], dtype=np.float32), "y": [1, 2]}),
+    }
+    for name, df in frames.items():
+        assert not csvtext.supported(df), name
+        path = tmp_path / f"{name}.csv"
+        export.write_csv(df, path)
+        assert path.read_bytes() == df.to_csv(index=False, lineterminator="\n").encode("utf-8"), name
+
+
+def test_write_csv_with_index_equals_reset_index(tmp_path):
+    df = _awkward_frame(50).set_index("customer_id")
+    export.write_csv(df, tmp_path / "a.csv", index=True)
+    export.write_csv(df.reset_index(), tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
 # --- atomic writes ----------------------------------------------------------------------
 def test_write_csv_exact_text_and_row_count(tmp_path):
     df = pd.DataFrame({"customer_id": ["007", "AbC", "0012"], "amount": [1.5, 2.0, np.nan],

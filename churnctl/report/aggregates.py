@@ -17,6 +17,7 @@ Files (all counts; no per-customer row anywhere):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,8 @@ UNKNOWN = "unknown"
 
 def _month_number(dates: pd.Series) -> np.ndarray:
     """Return year * 12 + month - 1 per date (an integer month index)."""
-    d = pd.DatetimeIndex(dates)
-    return (d.year.to_numpy(np.int64) * 12 + d.month.to_numpy(np.int64) - 1)
+    months = np.asarray(dates, dtype="datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    return months + 1970 * 12  # months since 1970-01 -> year * 12 + month - 1
 
 
 def _month_label(number: np.ndarray | pd.Series) -> np.ndarray:
@@ -45,10 +46,74 @@ def _month_label(number: np.ndarray | pd.Series) -> np.ndarray:
 
 def completed_until(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Return the completed orders on or before ``as_of`` (all orders when there is no status)."""
-    keep = orders["order_date"] < day_end(as_of)
+    return orders.loc[_completed_mask(orders, as_of)]
+
+
+def _completed_mask(orders: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    keep = (orders["order_date"] < day_end(as_of)).to_numpy(dtype=bool, na_value=False)
     if "status" in orders.columns:
-        keep &= orders["status"] == COMPLETED
-    return orders.loc[keep]
+        keep = keep & orders["status"].eq(COMPLETED).to_numpy(dtype=bool, na_value=False)
+    return keep
+
+
+def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (sorted distinct keys, count of each): one sort (numpy 2.4's ``np.unique`` is
+    several times slower on large integer arrays)."""
+    keys = np.sort(keys, kind="stable")
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.intp)
+    return keys[starts], np.diff(np.r_[starts, len(keys)])
+
+
+def _codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """Return (integer code per kept row, -1 when missing; the distinct values), via Arrow."""
+    import pyarrow as pa
+
+    arr = pa.array(values.array, from_pandas=True)  # .array: see csvtext._column
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = arr.filter(pa.array(keep)).dictionary_encode()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, pd.Index(enc.dictionary.to_pandas(), dtype=values.dtype)
+
+
+@dataclass
+class _Purchases:
+    """The completed orders up to as_of as integer arrays, built once for every table.
+
+    ``cust``: customer code per order (codes index ``customers``); ``month``: year * 12 +
+    month - 1; ``pairs``: the distinct (customer code, month) pairs sorted by customer then
+    month; ``first``: each customer's first month (indexed by code).
+    """
+
+    customers: pd.Index
+    cust: np.ndarray
+    month: np.ndarray
+    amount: np.ndarray
+    #: (code per order, -1 when missing; names), or None without a category column.
+    category: tuple[np.ndarray, pd.Index] | None
+    pair_cust: np.ndarray
+    pair_month: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def of(cls, orders: pd.DataFrame, as_of: pd.Timestamp) -> _Purchases:
+        keep = _completed_mask(orders, as_of)
+        cust, customers = _codes(orders["customer_id"], keep)
+        month = _month_number(orders["order_date"].to_numpy()[keep])
+        amount = (orders["amount"].to_numpy(np.float64, na_value=np.nan)[keep] if "amount" in orders.columns
+                  else np.zeros(len(month)))
+        category = _codes(orders["category"], keep) if "category" in orders.columns else None
+        if len(month):
+            base = int(month.min())
+            span = int(month.max()) - base + 1
+            key, _ = _unique(cust * span + (month - base))
+            pair_cust, pair_month = key // span, key % span + base
+            starts = np.flatnonzero(np.r_[True, pair_cust[1:] != pair_cust[:-1]])
+            first = pair_month[starts]  # pairs are sorted: a customer's first month comes first
+        else:
+            pair_cust = pair_month = first = np.zeros(0, dtype=np.int64)
+        return cls(pd.Index(customers, name="customer_id"), cust, month, amount, category,
+                   pair_cust, pair_month, first)
 
 
 def cohorts(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -58,19 +123,21 @@ def cohorts(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     cohort's customers with at least one completed order ``months_since`` months later
     (months_since 0 is the cohort size).
     """
-    done = completed_until(orders, as_of)
-    if done.empty:
+    return _cohorts(_Purchases.of(orders, as_of))
+
+
+def _cohorts(p: _Purchases) -> pd.DataFrame:
+    if not len(p.month):
         return pd.DataFrame({"cohort_month": pd.Series(dtype=str), "months_since": pd.Series(dtype=np.int64),
                              "customers": pd.Series(dtype=np.int64)})
-    month = pd.DataFrame({"customer_id": done["customer_id"].to_numpy(), "m": _month_number(done["order_date"])})
-    month = month.drop_duplicates()
-    first = month.groupby("customer_id", sort=False)["m"].transform("min")
-    since = month["m"] - first
-    counts = pd.DataFrame({"c": first.to_numpy(), "s": since.to_numpy()}).value_counts().sort_index()
+    first = p.first[p.pair_cust]
+    since = p.pair_month - first
+    span = int(since.max()) + 1
+    key, counts = _unique((first - int(first.min())) * span + since)
     return pd.DataFrame({
-        "cohort_month": _month_label(counts.index.get_level_values("c")),
-        "months_since": counts.index.get_level_values("s").to_numpy(np.int64),
-        "customers": counts.to_numpy(np.int64),
+        "cohort_month": _month_label(key // span + int(first.min())),
+        "months_since": (key % span).astype(np.int64),
+        "customers": counts.astype(np.int64),
     })
 
 
@@ -81,44 +148,56 @@ def monthly(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     first completed order is in it; ``repeat_buyers = buyers - new_buyers`` (they had bought in
     an earlier month).  The repeat purchase rate of a month is repeat_buyers / buyers.
     """
-    done = completed_until(orders, as_of)
+    return _monthly(_Purchases.of(orders, as_of))
+
+
+def _monthly(p: _Purchases) -> pd.DataFrame:
     cols = {"month": pd.Series(dtype=str), "buyers": pd.Series(dtype=np.int64),
             "new_buyers": pd.Series(dtype=np.int64), "repeat_buyers": pd.Series(dtype=np.int64),
             "orders": pd.Series(dtype=np.int64), "revenue": pd.Series(dtype=np.float64)}
-    if done.empty:
+    if not len(p.month):
         return pd.DataFrame(cols)
-    m = _month_number(done["order_date"])
-    frame = pd.DataFrame({"customer_id": done["customer_id"].to_numpy(), "m": m,
-                          "amount": done["amount"].to_numpy(np.float64)})
-    by_month = frame.groupby("m")
-    first = frame.groupby("customer_id", sort=False)["m"].min()
-    out = pd.DataFrame({
-        "buyers": by_month["customer_id"].nunique(),
-        "new_buyers": first.value_counts(),
-        "orders": by_month.size(),
-        "revenue": by_month["amount"].sum().round(2),
-    }).fillna({"new_buyers": 0})
-    full = np.arange(out.index.min(), out.index.max() + 1)
-    out = out.reindex(full).fillna(0)
-    out["repeat_buyers"] = out["buyers"] - out["new_buyers"]
-    out.insert(0, "month", _month_label(out.index.to_numpy()))
-    ints = ["buyers", "new_buyers", "repeat_buyers", "orders"]
-    out[ints] = out[ints].astype(np.int64)
-    return out[list(cols)].reset_index(drop=True)
+    base = int(p.month.min())
+    n = int(p.month.max()) - base + 1
+    buyers = np.bincount(p.pair_month - base, minlength=n)
+    new = np.bincount(p.first - base, minlength=n)
+    orders = np.bincount(p.month - base, minlength=n)
+    # pandas' (compensated) sum, as before, so the rounded revenue does not move.
+    revenue = pd.Series(p.amount).groupby(p.month).sum().round(2).reindex(np.arange(base, base + n)).fillna(0)
+    return pd.DataFrame({
+        "month": _month_label(np.arange(base, base + n)),
+        "buyers": buyers.astype(np.int64),
+        "new_buyers": new.astype(np.int64),
+        "repeat_buyers": (buyers - new).astype(np.int64),
+        "orders": orders.astype(np.int64),
+        "revenue": revenue.to_numpy(np.float64),
+    })
 
 
 def customer_category(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
     """Return each customer's most frequent category over completed orders (ties: alphabetical)."""
-    if "category" not in orders.columns:
-        return pd.Series(dtype=str, name="category")
-    done = completed_until(orders, as_of)
-    pairs = pd.DataFrame({"customer_id": done["customer_id"].to_numpy(),
-                          "category": done["category"].to_numpy()}).dropna()
-    if pairs.empty:
-        return pd.Series(dtype=str, name="category")
-    counts = pairs.value_counts().rename("n").reset_index()
-    counts = counts.sort_values(["customer_id", "n", "category"], ascending=[True, False, True])
-    return counts.drop_duplicates("customer_id").set_index("customer_id")["category"]
+    return _category(_Purchases.of(orders, as_of))
+
+
+def _category(p: _Purchases) -> pd.Series:
+    empty = pd.Series(dtype=str, name="category")
+    if p.category is None:
+        return empty
+    codes, names = p.category
+    present = codes >= 0
+    if not present.any():
+        return empty
+    # Renumber the categories alphabetically, so the smallest code is the first name.
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(names.to_numpy(dtype=object), kind="stable")] = np.arange(len(names))
+    ncat = len(names)
+    key, counts = _unique(p.cust[present] * ncat + rank[codes[present]])
+    cust = key // ncat
+    # Per customer: the highest count, ties to the alphabetically first category.
+    order = np.lexsort((key % ncat, -counts, cust))
+    top = order[np.r_[True, cust[order][1:] != cust[order][:-1]]]
+    alphabetical = names.to_numpy(dtype=object)[np.argsort(names.to_numpy(dtype=object), kind="stable")]
+    return pd.Series(alphabetical[key[top] % ncat], index=p.customers[cust[top]], name="category")
 
 
 def delivery_band(mean_delivery_days: pd.Series) -> pd.Series:
@@ -156,7 +235,9 @@ def segments(scores: pd.DataFrame, dims: pd.DataFrame | None = None) -> pd.DataF
             col = dims[dim].reindex(s.index)
         else:
             col = pd.Series(None, index=s.index, dtype=object)
-        frame[dim] = col.astype(object).where(col.notna() & (col.astype(str) != ""), UNKNOWN).astype(str)
+        text = col.astype(str)
+        frame[dim] = text.where(col.notna().to_numpy() & text.ne("").to_numpy(dtype=bool, na_value=False),
+                                UNKNOWN)
     tier = s["risk_tier"].astype(str)
     for t in RISK_TIERS:
         frame[t] = (tier == t).to_numpy(np.int64)
@@ -225,22 +306,69 @@ def input_ranges(orders: pd.DataFrame, events: pd.DataFrame | None) -> pd.DataFr
     return pd.DataFrame(rows, columns=["kind", "first", "last", "rows"])
 
 
-def build(orders: pd.DataFrame, scores: pd.DataFrame, as_of: pd.Timestamp, *,
-          features: pd.DataFrame | None = None, events: pd.DataFrame | None = None,
-          model: Any = None) -> dict[str, pd.DataFrame]:
-    """Return every aggregate table by file name (``cohorts.csv`` ...), ready to write."""
+@dataclass
+class OrderTables:
+    """The tables that need the order history, computed as soon as the orders are loaded.
+
+    ``score`` builds them right after the features so the orders frame can be released before
+    scoring; :func:`finish` adds the per-customer tables once the scores exist.
+    """
+
+    cohorts: pd.DataFrame
+    monthly: pd.DataFrame
+    inputs: pd.DataFrame
+    #: Each customer's most frequent category (see :func:`customer_category`).
+    category: pd.Series
+
+
+def from_orders(orders: pd.DataFrame, as_of: pd.Timestamp, *,
+                events: pd.DataFrame | None = None) -> OrderTables:
+    """Return the order-based tables (cohorts, monthly, input ranges, categories) in one pass."""
+    p = _Purchases.of(orders, as_of)
+    return OrderTables(_cohorts(p), _monthly(p), input_ranges(orders, events), _category(p))
+
+
+def _align(values: pd.Series, index: pd.Index) -> pd.Series:
+    """Return ``values.reindex(index)``; ids matched by an Arrow hash join (pandas' string
+    ``get_indexer`` is the slow part otherwise)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if values.index.equals(index):
+        return values.set_axis(index)
+    if not (pd.api.types.is_string_dtype(index.dtype) and pd.api.types.is_string_dtype(values.index.dtype)):
+        return values.reindex(index)
+    pos = pc.index_in(pa.array(index.array, from_pandas=True),
+                     value_set=pa.array(values.index.array, from_pandas=True))
+    taken = pa.array(values.array, from_pandas=True).take(pos).to_numpy(zero_copy_only=False)
+    return pd.Series(taken, index=index, name=values.name, dtype=values.dtype)
+
+
+def finish(tables: OrderTables, scores: pd.DataFrame, *, mean_delivery_days: pd.Series | None = None,
+           model: Any = None) -> dict[str, pd.DataFrame]:
+    """Return every aggregate table by file name (``cohorts.csv`` ...), ready to write.
+
+    ``mean_delivery_days``: the feature of that name per customer (for ``delivery_band``).
+    """
     dims = pd.DataFrame(index=pd.Index(scores.index, name="customer_id"))
-    category = customer_category(orders, as_of)
-    if len(category):
-        dims["category"] = category.reindex(dims.index)
-    if features is not None and "mean_delivery_days" in features.columns:
-        dims["delivery_band"] = delivery_band(features["mean_delivery_days"]).reindex(dims.index)
+    if len(tables.category):
+        dims["category"] = _align(tables.category, dims.index)
+    if mean_delivery_days is not None:
+        dims["delivery_band"] = _align(delivery_band(mean_delivery_days), dims.index)
     out = {
-        "cohorts.csv": cohorts(orders, as_of),
-        "monthly.csv": monthly(orders, as_of),
+        "cohorts.csv": tables.cohorts,
+        "monthly.csv": tables.monthly,
         "segments.csv": segments(scores, dims),
-        "inputs.csv": input_ranges(orders, events),
+        "inputs.csv": tables.inputs,
     }
     if model is not None:
         out["features.csv"] = feature_importance(model)
     return out
+
+
+def build(orders: pd.DataFrame, scores: pd.DataFrame, as_of: pd.Timestamp, *,
+          features: pd.DataFrame | None = None, events: pd.DataFrame | None = None,
+          model: Any = None) -> dict[str, pd.DataFrame]:
+    """Return every aggregate table by file name (``cohorts.csv`` ...), ready to write."""
+    delivery = features["mean_delivery_days"] if features is not None and "mean_delivery_days" in features else None
+    return finish(from_orders(orders, as_of, events=events), scores, mean_delivery_days=delivery, model=model)
