@@ -702,9 +702,9 @@ def _ingest_part(spec: str, kind: _Kind, block: tuple | None, seq: int, file_ind
                 result = ingest._ingest_file(tmp, *kind.file_args())
             except ChurnctlError as exc:
                 message = str(exc).replace(tmp, spec)
-                if message == f"{spec}: empty file (header but no rows)":  # blank lines only
-                    return _empty_part(spec, kind)
-                raise type(exc)(message) from None
+                if message != f"{spec}: empty file (header but no rows)":
+                    raise type(exc)(message) from None
+                result = _empty_part(spec, kind)  # blank lines only: the file's count decides
         finally:
             os.unlink(tmp)
         frame, rejects, stats = result.frame, result.rejects, result.stats
@@ -734,6 +734,8 @@ def _schema(metas: list[pd.DataFrame], order: tuple) -> pd.DataFrame:
 
 def _conform(frame: pd.DataFrame, schema: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with the schema's columns (missing ones empty, as ``_align`` fills them)."""
+    if not len(frame):  # no rows (e.g. a range of blank lines): nothing to say about dtypes
+        return schema.assign(**{c: pd.Series(dtype=np.int64) for c in _HELPERS})
     out = {}
     for c, dtype in schema.dtypes.items():
         out[c] = frame[c] if c in frame else pd.Series(np.nan, index=frame.index, dtype=object).astype(dtype)
