@@ -135,15 +135,47 @@ def n_partitions(customers: int, workers: int) -> int:
 
 
 # --- partitioning by customer ---------------------------------------------------------------
+def text_hash(values: pd.Series) -> np.ndarray:
+    """Return a 64-bit hash of each value's exact UTF-8 text (missing: as the empty text).
+
+    Vectorised over Arrow's string buffers (no Python object per value): a polynomial hash of
+    the bytes, mixed with the length and a splitmix64 finaliser.  Several times faster than
+    ``pandas.util.hash_array`` on 1M distinct ids.  The same text gives the same hash in
+    every frame, process and machine.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = pc.fill_null(arr, "")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    start = offsets[:-1]
+    lengths = offsets[1:] - start
+    last = max(len(data) - 1, 0)
+    h = np.zeros(len(arr), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(int(lengths.max(initial=0))):  # one pass per character position (ids are short)
+            more = lengths > j
+            byte = data[np.minimum(start + j, last)].astype(np.uint64)
+            h = np.where(more, h * np.uint64(1099511628211) + byte, h)
+        h = h ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
 def partition_codes(customer_id: pd.Series, n: int) -> np.ndarray:
-    """Return each row's partition in ``[0, n)``: a stable hash of its customer_id modulo ``n``.
+    """Return each row's partition in ``[0, n)``: a stable hash of its id modulo ``n``.
 
     The same id goes to the same partition in every frame (orders, events) and on every
-    machine (``pandas.util.hash_array`` with its fixed default key).
+    machine (:func:`text_hash` of its exact text).
     """
-    codes, uniques = pd.factorize(customer_id)
-    part = (pd.util.hash_array(np.asarray(uniques, dtype=object)) % np.uint64(n)).astype(np.int64)
-    return np.append(part, 0)[codes]  # missing id (code -1) -> partition 0; features drop it
+    return (text_hash(customer_id) % np.uint64(n)).astype(np.int64)
 
 
 def split_by_customer(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
@@ -966,19 +998,25 @@ def _describe_merge(stats: list, partials: list[list[dict]]) -> None:
         s.currencies = sorted(set().union(*(g["currencies"] for g in got)))
 
 
+def _column(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column]
+
+
 def _gather_in_order(c: Any, futures: list, schema: pd.DataFrame) -> pd.DataFrame:
-    """Gather the partitions and put the rows back in input order, one column at a time."""
-    frames = [f.copy(deep=False) for f in c.gather(futures)]  # popped below; in-process workers share them
-    position = np.concatenate([f[_POS].to_numpy() for f in frames]) if frames else np.zeros(0, np.int64)
-    order = np.argsort(position, kind="stable")
+    """Gather the partitions one column at a time and put the rows back in input order.
+
+    The client holds the result plus one column of every partition, never a second copy of
+    the whole frame.
+    """
+    position = [c.submit(_column, f, _POS, pure=False) for f in futures]
+    order = np.argsort(np.concatenate(c.gather(position)), kind="stable")
     out = {}
     for col in schema.columns:
-        pieces = [f.pop(col) for f in frames]
+        pieces = c.gather([c.submit(_column, f, col, pure=False) for f in futures])
         joined = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         del pieces
         out[col] = joined.iloc[order].reset_index(drop=True)
         del joined
-    frames.clear()
     return pd.DataFrame(out, copy=False)
 
 

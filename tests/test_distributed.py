@@ -70,6 +70,15 @@ def test_partition_of_an_id_is_the_same_in_every_frame():
     assert all(0 <= v < 4 for v in [*po.values(), *pe.values()])
 
 
+def test_text_hash_depends_on_the_exact_text_only():
+    ids = pd.Series(["C1", "C22", "C333", "c1", "C1", "007", "7", "", "Ab12-é"], dtype="str")
+    h = distributed.text_hash(ids)
+    assert h[0] == h[4] and len(set(h.tolist())) == 8  # equal text, equal hash; others differ
+    # the same value hashes the same alone, in another order or as object dtype
+    assert distributed.text_hash(ids.iloc[[4, 8, 0]]).tolist() == [h[4], h[8], h[0]]
+    assert distributed.text_hash(pd.Series(["C1"], dtype=object))[0] == h[0]
+
+
 def test_m_scores_known_answer():
     monetary = pd.Series([10.0, 20.0, 20.0, 30.0, 40.0])
     # customers strictly lower: 0, 1, 1, 3, 4 of 5 -> 1 + floor(5 * lower / 5)
