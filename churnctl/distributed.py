@@ -16,10 +16,15 @@ model (tests check it to 1e-6).  Training fits ``xgboost.dask.DaskXGBClassifier`
 older snapshots across the workers; the held-out margins are gathered on the client, where
 the calibrator and the metrics are computed exactly as :func:`model.fit` computes them.
 
-Ingest runs on the client (the pandas engine's reader and validation): its duplicate rule
-(latest version of an order across files and lines) and reject line numbers need the whole
-file in order.  The per-customer frames gathered on the client are small (1M customers: a
-few hundred MB) and documented as such.
+Ingest runs on the workers (:func:`ingest_kind`): one task per input file and per byte
+range of a large CSV file (cut only at newlines outside quotes), each running the pandas
+engine's reader and validation, with reject line numbers shifted to the whole file's; the
+rows are then shuffled into customer partitions and de-duplicated by the pandas engine's
+rule (latest version of an order: later file, then later line), so the frame, the rejects
+and the per-file counts equal the pandas engine's.  The partitions stay on the workers for
+features, training and scoring; the client gathers the frames once (the API returns pandas
+frames), one column at a time.  When the workers cannot see the input files (or an input is
+a database), ingest runs on the client as before.
 
 Without a scheduler address :func:`client` starts a ``LocalCluster`` (one worker process per
 core, one thread each); with one it connects to an existing cluster (dask-kubernetes,
@@ -36,6 +41,7 @@ import functools
 import logging
 import os
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -852,6 +858,8 @@ def _strip(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _merge_stats(parts: list[_Part]) -> Any:
     """Return one file's FileStats from its ranges' (counts add up; reasons re-sorted)."""
+    real = [p for p in parts if p.stats.format is not None]  # ranges of blank lines only have none
+    parts = real + [p for p in parts if p.stats.format is None]
     first = copy.deepcopy(parts[0].stats)
     reasons: dict[str, int] = dict(first.rejected_by_reason)
     for p in parts[1:]:
@@ -900,6 +908,7 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
     specs = readers.expand(list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths], kind.kind)
     if not specs:
         raise InputError(f"no {kind.kind} file given")
+    clock = [time.perf_counter()]
     [kind_f] = c.scatter([kind], broadcast=True)
     plans = c.gather([c.submit(_plan_file, s, kind, block_bytes, pure=False) for s in specs])
     blocks: list[list[tuple | None]] = []
@@ -917,30 +926,28 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
         return [c.submit(_ingest_part, specs[i], kind_f, blk, seq + j, i, pure=False)
                 for j, blk in enumerate(blocks[i])]
 
-    seq = 0
-    futures: list[list] = []
-    for i in range(len(specs)):
-        futures.append(submit_parts(i, seq))
-        seq += len(blocks[i])
+    first_seq = np.concatenate([[0], np.cumsum([len(b) for b in blocks])[:-1]]).astype(int).tolist()
+    futures = [submit_parts(i, first_seq[i]) for i in range(len(specs))]
     summaries: list[list[_Part]] = []
     try:
         for i, fs in enumerate(futures):
             got = [f.result() for f in [c.submit(_summary, f, pure=False) for f in fs]]
             if len(got) > 1 and any(p.stats.warnings for p in got):  # not UTF-8: read it whole
+                c.cancel(fs)
                 blocks[i] = [None]
-                futures[i] = submit_parts(i, seq)
-                seq += 1
+                futures[i] = submit_parts(i, first_seq[i])  # same place in the input order
                 got = [c.submit(_summary, futures[i][0], pure=False).result()]
             summaries.append(got)
     except BaseException:
         c.cancel([f for fs in futures for f in fs])
         raise
+    clock.append(time.perf_counter())
     stats = []
     rejects = []
     metas = []
     for i, got in enumerate(summaries):
         s = _merge_stats(got)
-        if s.read == 0 and s.skipped == 0 and s.format == "csv" and len(got) > 1:
+        if s.read == 0 and s.skipped == 0 and len(got) > 1:  # cut files are CSV text
             c.cancel([f for fs in futures for f in fs])
             raise InputError(f"{specs[i]}: empty file (header but no rows)")
         stats.append(s)
@@ -974,6 +981,7 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
         final = [c.submit(_dedup_local, f, kind.key, pure=False) for f in by_customer]
     del by_customer
     counts = np.sum(c.gather([c.submit(_file_counts, f, files, pure=False) for f in final]), axis=0)
+    clock.append(time.perf_counter())
     for s, kept in zip(stats, counts):
         s.collapsed += s.accepted - int(kept)
         s.accepted = int(kept)
@@ -981,6 +989,9 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
     partitions = [c.submit(_strip, f, pure=False) for f in final]
     wait(partitions)
     del final
+    clock.append(time.perf_counter())
+    log.debug("dask ingest %s: %d tasks; read %.1fs, shuffle and de-duplicate %.1fs, gather %.1fs",
+              kind.kind, sum(len(b) for b in blocks), *np.diff(clock))
     loaded = ingest.Loaded(frame=frame, rejects=ingest._concat_rejects(rejects), stats=stats)
     return Ingested(loaded, partitions, n)
 
@@ -1018,6 +1029,27 @@ def _gather_in_order(c: Any, futures: list, schema: pd.DataFrame) -> pd.DataFram
         out[col] = joined.iloc[order].reset_index(drop=True)
         del joined
     return pd.DataFrame(out, copy=False)
+
+
+def _file_sizes(specs: list[str]) -> list[int]:
+    return [os.path.getsize(s) if os.path.isfile(s) else -1 for s in specs]
+
+
+def _workers_see(c: Any, paths: Any) -> bool:
+    """Return True when every input is a file every worker sees, at the same path and size.
+
+    Otherwise (a remote cluster without a shared file system, a database URL) ingest runs on
+    the client, as the pandas engine does, and the partitions are sent to the workers.
+    """
+    from . import readers
+
+    specs = readers.expand(list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths])
+    if any(readers.is_url(s) for s in specs):
+        return False
+    here = _file_sizes(specs)
+    if any(size < 0 for size in here):
+        return True  # a missing file: the worker's reader reports it as the pandas engine does
+    return all(sizes == here for sizes in c.run(_file_sizes, specs).values())
 
 
 def _input_bytes(paths: Any) -> int:
@@ -1073,7 +1105,13 @@ class DaskEngine:
         return self._load("customers", paths, kind)
 
     def _load(self, name: str, paths: Any, kind: _Kind) -> Any:
+        from . import ingest
+
         self._ingested.pop(name, None)
+        if not _workers_see(self.client, paths):
+            log.info("ingest   %s: read on this machine (the Dask workers do not see every input file)", name)
+            return ingest._load(paths, kind.kind, kind.required, kind.order, kind.validate, kind.key,
+                                kind.config, kind.mapping, kind.known_presets)
         n = self._n or _workers(self.client)
         got = ingest_kind(self.client, paths, kind, n=n, block_bytes=self.block_bytes or INGEST_BLOCK_BYTES)
         if name != "customers":  # customers are only used on the client (exports)

@@ -254,6 +254,31 @@ def test_ingest_on_workers_events_and_customers_equal_pandas_engine(local_client
     assert by_id.loc["C1", "email"] == "new@example.com" and by_id.loc["C3", "email"] == "later@example.com"
 
 
+def test_ingest_on_workers_reports_a_bad_file_like_the_pandas_engine(local_client, tmp_path):
+    from churnctl.errors import InputError
+
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(InputError, match=f"^{missing}: orders file not found$"):
+        distributed.DaskEngine().load_orders([missing], Config().ingest)
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text(HEADER + "\n" * 400)  # cut into ranges of blank lines only
+    with pytest.raises(InputError, match=r"empty\.csv: empty file \(header but no rows\)$"):
+        distributed.DaskEngine(block_bytes=100).load_orders([header_only], Config().ingest)
+
+
+def test_ingest_runs_on_the_client_when_workers_do_not_see_the_files(local_client, tmp_path, monkeypatch):
+    a = tmp_path / "a.csv"
+    a.write_text(ORDERS_A)
+    assert distributed._workers_see(local_client, [a])
+    assert not distributed._workers_see(local_client, ["sqlite:///shop.db#orders"])
+    monkeypatch.setattr(distributed, "_workers_see", lambda c, paths: False)  # a remote cluster
+    eng = distributed.DaskEngine(block_bytes=40)
+    got = _same_as_pandas("load_orders", [a], 40)
+    assert got.frame["order_id"].tolist() == ["O1", "O7", "O2"]
+    eng.load_orders([a], Config().ingest)
+    assert eng._ingested == {}  # nothing left on the workers: features send the rows
+
+
 @pytest.mark.parametrize("case", ["stray quote", "unclosed quote", "gzip", "not utf-8 further down"])
 def test_ingest_on_workers_reads_unsplittable_files_whole_and_equal(local_client, tmp_path, case):
     import gzip
@@ -270,11 +295,14 @@ def test_ingest_on_workers_reads_unsplittable_files_whole_and_equal(local_client
     else:  # Windows-1252 text after the first 64 KiB: the whole file is read again as such
         path.write_bytes((HEADER + body + body).encode() + "O9x,C1,2026-01-02,3.00,USD,completed,web,caf\u00e9\n".encode("cp1252"))
     ranges = distributed.byte_ranges(str(path), _orders_kind(), 8 << 10)
+    later = tmp_path / "later.csv"  # a later file's version of an order still wins
+    later.write_text(HEADER + "O3,C3,2026-04-01,9.00,USD,completed,web,books\n")
     if case == "not utf-8 further down":
         assert ranges is not None and len(ranges) > 4  # cut, then read whole after the first range said so
     else:
         assert ranges is None
-    got = _same_as_pandas("load_orders", [path], 8 << 10)
+    got = _same_as_pandas("load_orders", [path, later], 8 << 10)
+    assert got.frame["order_id"].tolist()[-1] == "O3" and got.frame["amount"].iloc[-1] == 9.0
     if case == "unclosed quote":
         assert "broken quoting" in got.stats[0].rejected_by_reason
     if case == "not utf-8 further down":
