@@ -910,14 +910,15 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
         raise InputError(f"no {kind.kind} file given")
     clock = [time.perf_counter()]
     [kind_f] = c.scatter([kind], broadcast=True)
-    plans = c.gather([c.submit(_plan_file, s, kind, block_bytes, pure=False) for s in specs])
+    plans = c.gather([c.submit(_plan_file, s, kind_f, block_bytes, pure=False) for s in specs])
+    chunks = [[] if plan is None else
+              [(a, min(a + block_bytes, plan["size"])) for a in range(plan["start"], plan["size"], block_bytes)]
+              for plan in plans]
+    scans = c.gather([[c.submit(_scan, spec, a, b, plan["delimiter"], pure=False) for a, b in ch]
+                      for spec, plan, ch in zip(specs, plans, chunks)])  # every file's at once
     blocks: list[list[tuple | None]] = []
-    for spec, plan in zip(specs, plans):
-        ranges = None
-        if plan is not None:
-            chunks = [(a, min(a + block_bytes, plan["size"])) for a in range(plan["start"], plan["size"], block_bytes)]
-            scans = c.gather([c.submit(_scan, spec, a, b, plan["delimiter"], pure=False) for a, b in chunks])
-            ranges = _cuts(plan, scans, chunks)
+    for plan, ch, sc in zip(plans, chunks, scans):
+        ranges = _cuts(plan, sc, ch) if plan is not None else None
         blocks.append([None] if not ranges or len(ranges) < 2 else
                       [(plan["header"], a, b, off) for a, b, off in ranges])
     log.debug("dask ingest: %s", [(s, len(b)) for s, b in zip(specs, blocks)])
