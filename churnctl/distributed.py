@@ -646,20 +646,18 @@ def _scan(spec: str, a: int, b: int, delimiter: int) -> dict:
     if len(buf) < b - a + 2:  # end of file: as if a newline followed
         buf = np.append(buf, np.uint8(_NL))
     body = buf[1:-1]
-    quote = body == _QUOTE
-    parity = np.bitwise_xor.accumulate(quote.view(np.uint8)) if len(body) else np.zeros(0, np.uint8)
-    before = parity ^ quote.view(np.uint8)  # quotes before each byte, mod 2
+    q = np.flatnonzero(body == _QUOTE)  # few: only quote positions are kept, not a parity per byte
     newline = np.flatnonzero(body == _NL)
-    nl_parity = before[newline]
+    nl_parity = np.searchsorted(q, newline) & 1  # quotes before each newline, mod 2
     cr = np.flatnonzero(body == _CR)
     lone_cr = bool(len(cr)) and bool((buf[cr + 2] != _NL).any())
-    q = np.flatnonzero(quote)
+    before = np.arange(len(q)) & 1  # quotes before each quote, mod 2
     sep = np.array([delimiter, _NL, _CR, _QUOTE], dtype=np.uint8)
     prev_ok = np.isin(buf[q], sep)
     next_ok = np.isin(buf[q + 2], sep)
-    out: dict[str, Any] = {"parity": int(parity[-1]) if len(parity) else 0, "lone_cr": lone_cr}
+    out: dict[str, Any] = {"parity": int(len(q) & 1), "lone_cr": lone_cr}
     for h in (0, 1):
-        opening = (before[q] ^ h) == 0
+        opening = (before ^ h) == 0
         out[f"ok{h}"] = bool(prev_ok[opening].all() and next_ok[~opening].all())
         ends = newline[nl_parity == h]
         out[f"count{h}"] = int(len(ends))
