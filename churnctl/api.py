@@ -160,8 +160,11 @@ def load_inputs(
     customers: PathLike | None = None,
     config: Config,
     timer: Timer | None = None,
+    engine: Any = None,
 ) -> Inputs:
     """Return the validated, de-duplicated, currency-normalised inputs with their accounting.
+
+    ``engine``: a ``distributed.DaskEngine`` ingests on its cluster (same result), else pandas.
 
     Raises InputError for file-level problems.  The reject fraction is *not* checked here:
     callers write ``rejects.csv`` first so the user can see why, then call
@@ -175,18 +178,19 @@ def load_inputs(
     sizes = [_bytes(g) for g in groups]
     names = ", ".join(_display(p) for g in groups for p in g)
     known = None if any(b is None for b in sizes) else sum(sizes)
+    loader = ingest if engine is None else engine
     with timer.stage("ingest", total=known, detail=names, unit="bytes") as info:
         # Bytes done so far as absolute values: ingest may report within a file (progress.update).
-        loaded = ingest.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
+        loaded = loader.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
         progress.update(sum(b or 0 for b in sizes[:1]))
         frames = [loaded]
         ev = cu = None
         if events is not None:
-            ev = ingest.load_events(_as_list(events), config.ingest)
+            ev = loader.load_events(_as_list(events), config.ingest)
             frames.append(ev)
             progress.update(sum(b or 0 for b in sizes[:2]))
         if customers is not None:
-            cu = ingest.load_customers(_as_list(customers), config.ingest)
+            cu = loader.load_customers(_as_list(customers), config.ingest)
             frames.append(cu)
             progress.update(sum(b or 0 for b in sizes))
         stats = [s for f in frames for s in f.stats]
@@ -283,10 +287,10 @@ def build_features(
     """Return the features frame at ``as_of``; write ``out`` when given (Parquet if it ends
     in ``.parquet``, else CSV).  ``engine="dask"`` computes them on a Dask cluster."""
     timer = Timer()
-    inputs = load_inputs(orders, events=events, config=config, timer=timer)
+    eng = _engine(engine, scheduler)
+    inputs = load_inputs(orders, events=events, config=config, timer=timer, engine=eng)
     _check_rejects(inputs, None, config)
     ts = as_of_timestamp(as_of)
-    eng = _engine(engine, scheduler)
     with timer.stage("features") as info:
         if eng is not None:
             frame = eng.features(inputs.orders, ts, events=inputs.events, config=config.features)
@@ -318,12 +322,12 @@ def train(
 
     ``engine="dask"`` builds the snapshots and fits XGBoost on a Dask cluster."""
     timer = timer or Timer()
+    eng = _engine(engine, scheduler)
     if inputs is None:
-        inputs = load_inputs(orders, events=events, config=config, timer=timer)
+        inputs = load_inputs(orders, events=events, config=config, timer=timer, engine=eng)
         _check_rejects(inputs, None, config)
     path = Path(model_path or config.model.path)
     ts = as_of_timestamp(as_of)
-    eng = _engine(engine, scheduler)
     with timer.stage("train") as info:
         if eng is not None:
             fitted = eng.train(inputs.orders, ts, config, events=inputs.events, algo=algo)
@@ -402,7 +406,8 @@ def _score(
     scores_name = _scores_name(scores_format)
     eng = _engine(engine, scheduler)
     if inputs is None:
-        inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer)
+        inputs = load_inputs(orders, events=events, customers=customers, config=config, timer=timer,
+                             engine=eng)
     _check_rejects_or_write(inputs, out, config)
 
     with timer.stage("contacts") as info:
@@ -579,7 +584,8 @@ def _run(config: Config, *, as_of: date | None = None, orders: Sequence[PathLike
     path = Path(config.model.path)
     # Fail on a bad rules file before spending minutes on training.
     rules.load(Path(config.rules) if config.rules else None, columns=scoring_columns())
-    inputs = load_inputs(order_paths, events=events, customers=customers, config=config, timer=timer)
+    inputs = load_inputs(order_paths, events=events, customers=customers, config=config, timer=timer,
+                         engine=_engine(engine, scheduler))
     _check_rejects_or_write(inputs, out, config)
     reason = model_is_stale(path, ts, config)
     trained = False

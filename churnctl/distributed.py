@@ -16,10 +16,15 @@ model (tests check it to 1e-6).  Training fits ``xgboost.dask.DaskXGBClassifier`
 older snapshots across the workers; the held-out margins are gathered on the client, where
 the calibrator and the metrics are computed exactly as :func:`model.fit` computes them.
 
-Ingest runs on the client (the pandas engine's reader and validation): its duplicate rule
-(latest version of an order across files and lines) and reject line numbers need the whole
-file in order.  The per-customer frames gathered on the client are small (1M customers: a
-few hundred MB) and documented as such.
+Ingest runs on the workers (:func:`ingest_kind`): one task per input file and per byte
+range of a large CSV file (cut only at newlines outside quotes), each running the pandas
+engine's reader and validation, with reject line numbers shifted to the whole file's; the
+rows are then shuffled into customer partitions and de-duplicated by the pandas engine's
+rule (latest version of an order: later file, then later line), so the frame, the rejects
+and the per-file counts equal the pandas engine's.  The partitions stay on the workers for
+features, training and scoring; the client gathers the frames once (the API returns pandas
+frames), one column at a time.  When the workers cannot see the input files (or an input is
+a database), ingest runs on the client as before.
 
 Without a scheduler address :func:`client` starts a ``LocalCluster`` (one worker process per
 core, one thread each); with one it connects to an existing cluster (dask-kubernetes,
@@ -32,8 +37,11 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
+import functools
 import logging
 import os
+import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -43,7 +51,7 @@ from . import features as _features
 from . import model as _model
 from . import scoring as _scoring
 from .config import Config, FeatureConfig
-from .errors import ChurnctlError, ConfigError, TrainingError
+from .errors import ChurnctlError, ConfigError, InputError, TrainingError
 from .schema import as_of_timestamp, day_end
 
 log = logging.getLogger("churnctl")
@@ -57,6 +65,7 @@ CUSTOMERS_PER_PARTITION = 250_000
 _CLIENT: Any = None
 _CLUSTER: Any = None
 _ADDRESS: str | None = None
+_ENGINE: Any = None
 
 
 class DaskUnavailable(ChurnctlError):
@@ -111,12 +120,12 @@ def client(scheduler: str | None = None, *, n_workers: int | None = None, proces
 
 def shutdown() -> None:
     """Close the cached client and the LocalCluster it started (no-op when none)."""
-    global _CLIENT, _CLUSTER, _ADDRESS
+    global _CLIENT, _CLUSTER, _ADDRESS, _ENGINE
     if _CLIENT is not None:
         _CLIENT.close()
     if _CLUSTER is not None:
         _CLUSTER.close()
-    _CLIENT = _CLUSTER = _ADDRESS = None
+    _CLIENT = _CLUSTER = _ADDRESS = _ENGINE = None
 
 
 atexit.register(shutdown)
@@ -132,15 +141,47 @@ def n_partitions(customers: int, workers: int) -> int:
 
 
 # --- partitioning by customer ---------------------------------------------------------------
+def text_hash(values: pd.Series) -> np.ndarray:
+    """Return a 64-bit hash of each value's exact UTF-8 text (missing: as the empty text).
+
+    Vectorised over Arrow's string buffers (no Python object per value): a polynomial hash of
+    the bytes, mixed with the length and a splitmix64 finaliser.  Several times faster than
+    ``pandas.util.hash_array`` on 1M distinct ids.  The same text gives the same hash in
+    every frame, process and machine.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = pc.fill_null(arr, "")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
+    start = offsets[:-1]
+    lengths = offsets[1:] - start
+    last = max(len(data) - 1, 0)
+    h = np.zeros(len(arr), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(int(lengths.max(initial=0))):  # one pass per character position (ids are short)
+            more = lengths > j
+            byte = data[np.minimum(start + j, last)].astype(np.uint64)
+            h = np.where(more, h * np.uint64(1099511628211) + byte, h)
+        h = h ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
 def partition_codes(customer_id: pd.Series, n: int) -> np.ndarray:
-    """Return each row's partition in ``[0, n)``: a stable hash of its customer_id modulo ``n``.
+    """Return each row's partition in ``[0, n)``: a stable hash of its id modulo ``n``.
 
     The same id goes to the same partition in every frame (orders, events) and on every
-    machine (``pandas.util.hash_array`` with its fixed default key).
+    machine (:func:`text_hash` of its exact text).
     """
-    codes, uniques = pd.factorize(customer_id)
-    part = (pd.util.hash_array(np.asarray(uniques, dtype=object)) % np.uint64(n)).astype(np.int64)
-    return np.append(part, 0)[codes]  # missing id (code -1) -> partition 0; features drop it
+    return (text_hash(customer_id) % np.uint64(n)).astype(np.int64)
 
 
 def split_by_customer(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
@@ -169,6 +210,26 @@ class Partitioned:
             self.events = dd.from_delayed(c.scatter(event_parts), meta=events.iloc[:0], verify_meta=False)
         self._sample_orders = order_parts[0]
         self._sample_events = None if events is None else event_parts[0]
+
+    @classmethod
+    def from_ingested(cls, c: Any, orders: Ingested, events: Ingested | None) -> Partitioned:
+        """Return the partitions ingest left on the workers (nothing is sent again)."""
+        import dask.dataframe as dd
+
+        self = cls.__new__(cls)
+        self.client = c
+        self.n = orders.n
+        frame = orders.loaded.frame
+        self.orders = dd.from_delayed(orders.partitions, meta=frame.iloc[:0], verify_meta=False)
+        self.events = None
+        ids = pd.unique(frame["customer_id"].iloc[:100_000].dropna())[:2000]
+        self._sample_orders = frame[frame["customer_id"].isin(ids).to_numpy()]
+        self._sample_events = None
+        if events is not None:
+            ev = events.loaded.frame
+            self.events = dd.from_delayed(events.partitions, meta=ev.iloc[:0], verify_meta=False)
+            self._sample_events = ev[ev["customer_id"].isin(ids).to_numpy()]
+        return self
 
     def sample(self, customers: int = 200) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Return a few whole customers of the first partition (to infer output columns)."""
@@ -345,7 +406,7 @@ def _btyd_training_columns(orders: pd.DataFrame, labels: pd.DataFrame, as_of: pd
 
 def train(orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *,
           events: pd.DataFrame | None = None, algo: str | None = None,
-          scheduler: str | None = None) -> _model.ChurnModel:
+          scheduler: str | None = None, parts: Partitioned | None = None) -> _model.ChurnModel:
     """Return a ChurnModel trained on the cluster (same snapshots, split and calibration).
 
     Snapshots are built per customer partition with ``model.build_training_set``; the
@@ -363,7 +424,7 @@ def train(orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *,
         raise ConfigError(f"model.calibration: unknown method '{method}' (choose one of: {', '.join(_model.CALIBRATIONS)})")
     as_of = as_of_timestamp(as_of)
     c = client(scheduler)
-    parts = Partitioned(c, orders, events)
+    parts = parts or Partitioned(c, orders, events)
     part_config = _without_btyd(config)
     sample_orders, sample_events = parts.sample(2000)
     try:
@@ -469,21 +530,605 @@ def _calibrate(fitted: _model.ChurnModel, held_out: pd.DataFrame, as_of: pd.Time
     }
 
 
+# --- ingest on the workers ----------------------------------------------------------------------
+#: Byte ranges one large CSV file is cut into: each is parsed by one task, on any worker.
+INGEST_BLOCK_BYTES = 32 << 20
+#: Input bytes of orders per customer partition (1M orders ~ 128 MB of CSV ~ 185k customers).
+BYTES_PER_PARTITION = 128 << 20
+_POS = "__pos"  # a row's global position: block sequence number << _ROW_BITS | row in block
+_FILE = "__file"  # index of the row's input file
+_PART = "__part"
+_ROW_BITS = 40
+_HELPERS = (_POS, _FILE)
+_QUOTE, _NL, _CR = 34, 10, 13
+
+
+@dataclasses.dataclass
+class _Kind:
+    """What a worker needs to ingest one input kind: the arguments of ``ingest._ingest_file``."""
+
+    kind: str
+    required: tuple
+    order: tuple
+    validate: Any
+    key: tuple | None
+    config: Any
+    mapping: Any = None
+    known_presets: dict | None = None
+
+    def file_args(self) -> tuple:
+        return (self.kind, self.required, self.order, self.validate, self.config, self.mapping,
+                self.known_presets)
+
+
+def _orders_kind(config: Any, base_currency: str, source: str | None) -> _Kind:
+    """The arguments ``ingest.load_orders`` passes to its per-file reader (same checks, same order)."""
+    from . import ingest, mappings, schema
+
+    base = base_currency.strip().upper()
+    rates = ingest._fx_rates(config, base)
+    if config.default_status not in schema.ORDER_STATUSES:
+        raise ConfigError(f"ingest.default_status: '{config.default_status}' is not one of "
+                          f"{', '.join(schema.ORDER_STATUSES)}")
+    if config.decimal not in (None, ".", ","):
+        raise ConfigError(f"ingest.decimal: must be '.' or ',', got {config.decimal!r}")
+    if config.identity not in mappings.IDENTITY_RULES:
+        raise ConfigError(f"ingest.identity: '{config.identity}' is not one of "
+                          f"{', '.join(mappings.IDENTITY_RULES)}")
+    table = ingest._fx_table(config, base)
+    source = source or config.source
+    mapping = mappings.resolve(source, config.mapping_dirs) if source else None
+    known = None if mapping else mappings.presets(config.mapping_dirs)
+    validate = functools.partial(ingest._validate_orders, config=config, rates=rates, table=table, base=base)
+    return _Kind("orders", tuple(schema.ORDER_REQUIRED), tuple(schema.ORDER_COLUMNS), validate,
+                 ("order_id",), config, mapping, known)
+
+
+@dataclasses.dataclass
+class _Part:
+    """One ingest task's result: accepted rows (with ``__pos``/``__file``), rejects and counts."""
+
+    frame: pd.DataFrame
+    rejects: pd.DataFrame | None
+    stats: Any  # ingest.FileStats
+    had_rows: bool  # some record reached validation (else the frame is the empty placeholder)
+
+
+def _plan_file(spec: str, kind: _Kind, block_bytes: int) -> dict | None:
+    """Return how to cut a CSV file into byte ranges, or None to read it in one task.
+
+    Only plain UTF-8 text files larger than ``block_bytes`` whose first line is the header
+    (no quotes in it) are cut; compressed files, Parquet, databases, other encodings, blank
+    lines above the header and presets with ``line_items`` or ``skip_lines_matching`` (eBay's
+    summary lines) are read whole.  Any problem opening the file is left to the whole-file
+    task, which reports it exactly as the pandas engine does.
+    """
+    from . import mappings, readers
+
+    if readers.is_url(spec) or not os.path.isfile(spec):
+        return None
+    size = os.path.getsize(spec)
+    if size <= block_bytes:
+        return None
+    try:
+        src = readers.open_source(spec, kind=kind.kind)
+        if src.fmt != "csv" or src.compression or src.encoding != "utf-8" or len(src.delimiter) != 1:
+            return None
+        if kind.kind == "orders":
+            mapping = kind.mapping or mappings.detect(src.name, src.header, kind.known_presets or {})
+            if mapping.line_items or mapping.skip_lines_matching:
+                return None
+    except ChurnctlError:
+        return None
+    with open(spec, "rb") as fh:
+        head = fh.read(1 << 16)
+    end = head.find(b"\n")
+    if end < 0 or b'"' in head[:end] or b"\r" in head[:end].rstrip(b"\r"):
+        return None
+    first = head[:end].decode("utf-8", errors="replace").lstrip("\ufeff")
+    if not first.strip(" \t,;|\"'\r"):
+        return None  # blank lines above the header
+    return {"header": head[: end + 1], "start": end + 1, "size": size, "delimiter": ord(src.delimiter)}
+
+
+def _scan(spec: str, a: int, b: int, delimiter: int) -> dict:
+    """Return quote parity and newline facts of bytes ``[a, b)`` for both parities at ``a``.
+
+    A newline ends a record when an even number of quotes precede it.  For each assumed
+    parity ``h`` at ``a``: the first record-ending newline, how many there are, and whether
+    every quote sits where the parity rule holds (an opening quote after a delimiter, line
+    start or quote; a closing one before a delimiter, line end or quote).  A quote inside an
+    unquoted value (``27" screen``) or a lone carriage return makes the file unsplittable.
+    """
+    with open(spec, "rb") as fh:
+        fh.seek(a - 1)
+        buf = np.frombuffer(fh.read(b - a + 2), dtype=np.uint8)
+    if len(buf) < b - a + 2:  # end of file: as if a newline followed
+        buf = np.append(buf, np.uint8(_NL))
+    body = buf[1:-1]
+    q = np.flatnonzero(body == _QUOTE)  # few: only quote positions are kept, not a parity per byte
+    newline = np.flatnonzero(body == _NL)
+    nl_parity = np.searchsorted(q, newline) & 1  # quotes before each newline, mod 2
+    cr = np.flatnonzero(body == _CR)
+    lone_cr = bool(len(cr)) and bool((buf[cr + 2] != _NL).any())
+    before = np.arange(len(q)) & 1  # quotes before each quote, mod 2
+    sep = np.array([delimiter, _NL, _CR, _QUOTE], dtype=np.uint8)
+    prev_ok = np.isin(buf[q], sep)
+    next_ok = np.isin(buf[q + 2], sep)
+    out: dict[str, Any] = {"parity": int(len(q) & 1), "lone_cr": lone_cr}
+    for h in (0, 1):
+        opening = (before ^ h) == 0
+        out[f"ok{h}"] = bool(prev_ok[opening].all() and next_ok[~opening].all())
+        ends = newline[nl_parity == h]
+        out[f"count{h}"] = int(len(ends))
+        out[f"first{h}"] = int(a + ends[0]) if len(ends) else -1
+    return out
+
+
+def _cuts(plan: dict, scans: list[dict], chunks: list[tuple[int, int]]) -> list[tuple[int, int, int]] | None:
+    """Return the byte ranges ``(start, end, line offset)`` cut at record-ending newlines.
+
+    ``line offset`` is the number of records before the range (after the header), added to
+    the line numbers the range's own parse reports.  None when a chunk breaks the quote rule
+    or the file ends inside quotes (the whole-file reader then reports broken quoting).
+    """
+    starts = [(plan["start"], 0)]
+    records = 0
+    parity = 0
+    for k, (s, (a, _)) in enumerate(zip(scans, chunks)):
+        if s["lone_cr"] or not s[f"ok{parity}"]:
+            return None
+        first = s[f"first{parity}"]
+        if k > 0 and first >= 0:
+            starts.append((first + 1, records + 1))
+        records += s[f"count{parity}"]
+        parity ^= s["parity"]
+    if parity:
+        return None
+    bounds = [p for p, _ in starts[1:]] + [plan["size"]]
+    return [(p, e, off) for (p, off), e in zip(starts, bounds) if e > p]
+
+
+def byte_ranges(spec: str, kind: _Kind, block_bytes: int = INGEST_BLOCK_BYTES) -> list[tuple[int, int, int]] | None:
+    """Return the ``(start, end, line offset)`` ranges a file is cut into here, None when it is
+    read whole (what the cluster does, computed in this process)."""
+    plan = _plan_file(spec, kind, block_bytes)
+    if plan is None:
+        return None
+    chunks = [(a, min(a + block_bytes, plan["size"])) for a in range(plan["start"], plan["size"], block_bytes)]
+    return _cuts(plan, [_scan(spec, a, b, plan["delimiter"]) for a, b in chunks], chunks)
+
+
+def _empty_part(spec: str, kind: _Kind) -> _Part:
+    from . import ingest
+
+    frame = pd.DataFrame({c: pd.Series(dtype=object) for c in kind.required})
+    stats = ingest.FileStats(file=spec, kind=kind.kind, read=0, accepted=0, rejected=0, collapsed=0,
+                             rejected_by_reason={})
+    return _Part(frame, None, stats, False)
+
+
+def _ingest_part(spec: str, kind: _Kind, block: tuple | None, seq: int, file_index: int) -> _Part:
+    """Ingest one whole file (``block`` None) or one byte range of it with the pandas engine's
+    reader (``ingest._ingest_file``), then number its rows and fix its names and line numbers.
+
+    A range is written after the file's header to a temporary file and read as a file of its
+    own; its reject lines are shifted by the records before it, so they are the whole file's.
+    """
+    from . import ingest
+
+    if block is None:
+        result = ingest._ingest_file(spec, *kind.file_args())
+        frame, rejects, stats = result.frame, result.rejects, result.stats
+    else:
+        header, start, end, offset = block
+        fd, tmp = tempfile.mkstemp(prefix="churnctl-", suffix=".csv")
+        try:
+            with os.fdopen(fd, "wb") as out, open(spec, "rb") as fh:
+                out.write(header)
+                fh.seek(start)
+                left = end - start
+                while left > 0:
+                    piece = fh.read(min(left, 16 << 20))
+                    if not piece:
+                        break
+                    out.write(piece)
+                    left -= len(piece)
+            try:
+                result = ingest._ingest_file(tmp, *kind.file_args())
+            except ChurnctlError as exc:
+                message = str(exc).replace(tmp, spec)
+                if message != f"{spec}: empty file (header but no rows)":
+                    raise type(exc)(message) from None
+                result = _empty_part(spec, kind)  # blank lines only: the file's count decides
+        finally:
+            os.unlink(tmp)
+        frame, rejects, stats = result.frame, result.rejects, result.stats
+        stats.file = spec
+        if rejects is not None:
+            rejects["file"] = spec
+            rejects["line"] += offset
+    had_rows = stats.read - stats.rejected_by_reason.get(ingest.FIELD_COUNT, 0) > 0
+    frame[_POS] = (np.int64(seq) << _ROW_BITS) + np.arange(len(frame), dtype=np.int64)
+    frame[_FILE] = np.int32(file_index)
+    return _Part(frame, rejects, stats, had_rows)
+
+
+def _summary(part: _Part) -> _Part:
+    """Return the part without its rows (what the client needs: rejects, counts, dtypes)."""
+    return _Part(part.frame.iloc[:0].drop(columns=list(_HELPERS)), part.rejects, part.stats, part.had_rows)
+
+
+def _schema(metas: list[pd.DataFrame], order: tuple) -> pd.DataFrame:
+    """Return the empty frame whose columns and dtypes ``ingest._align`` gives these files."""
+    dtypes: dict[str, Any] = {}
+    for meta in metas:
+        dtypes.update({c: t for c, t in meta.dtypes.items() if c not in dtypes})
+    columns = [c for c in order if c in dtypes] + [c for c in dtypes if c not in order]
+    return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in columns})
+
+
+def _conform(frame: pd.DataFrame, schema: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with the schema's columns (missing ones empty, as ``_align`` fills them)."""
+    if not len(frame):  # no rows (e.g. a range of blank lines): nothing to say about dtypes
+        return schema.assign(**{c: pd.Series(dtype=np.int64) for c in _HELPERS})
+    out = {}
+    for c, dtype in schema.dtypes.items():
+        out[c] = frame[c] if c in frame else pd.Series(np.nan, index=frame.index, dtype=object).astype(dtype)
+    for c in _HELPERS:
+        if c in frame:
+            out[c] = frame[c]
+    return pd.DataFrame(out, index=frame.index, copy=False)
+
+
+def split_by(frame: pd.DataFrame, column: str, n: int) -> list[pd.DataFrame]:
+    """Return ``n`` frames by a stable hash of ``column`` (equal values together, order kept)."""
+    if column == _PART:
+        part = frame[column].to_numpy(dtype=np.int64)
+    else:
+        part = partition_codes(frame[column], n)
+    order = np.argsort(part, kind="stable")
+    bounds = np.cumsum(np.bincount(part, minlength=n))[:-1]
+    return [frame.iloc[rows].reset_index(drop=True) for rows in np.split(order, bounds)]
+
+
+def _split_part(part: _Part, column: str, n: int, schema: pd.DataFrame) -> list[pd.DataFrame]:
+    return split_by(_conform(part.frame, schema), column, n)
+
+
+def _concat(*pieces: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate pieces given in global order (their rows already are)."""
+    return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+
+
+def _dedup_local(frame: pd.DataFrame, key: tuple | None) -> pd.DataFrame:
+    """Drop earlier versions when every version of a key is in this partition (events, customers)."""
+    from . import ingest
+
+    data = frame.drop(columns=[c for c in _HELPERS if c in frame])
+    dup = ingest._duplicated_last(data, key)
+    return frame[~dup].reset_index(drop=True) if dup.any() else frame
+
+
+def _order_ids(frame: pd.DataFrame, q: int, n: int) -> list[pd.DataFrame]:
+    """Return this customer partition's (order_id, position, partition) rows split by order_id."""
+    ids = pd.DataFrame({"order_id": frame["order_id"], _POS: frame[_POS], _PART: np.int32(q)})
+    return split_by(ids, "order_id", n)
+
+
+def _losers(n: int, *pieces: pd.DataFrame) -> list[np.ndarray]:
+    """Return, per customer partition, the positions of rows a later version of their order
+    replaces (the pandas engine's rule: later file, then later line, wins)."""
+    from . import ingest
+
+    ids = pd.concat(pieces, ignore_index=True).sort_values(_POS, kind="stable", ignore_index=True)
+    dup = ingest._duplicated_last(ids, ("order_id",))
+    gone = ids[dup]
+    return [p[_POS].to_numpy() for p in split_by(gone, _PART, n)]
+
+
+def _drop_positions(frame: pd.DataFrame, *losers: np.ndarray) -> pd.DataFrame:
+    gone = np.concatenate(losers) if losers else np.zeros(0, np.int64)
+    if not len(gone):
+        return frame
+    return frame[~np.isin(frame[_POS].to_numpy(), gone)].reset_index(drop=True)
+
+
+def _describe_part(frame: pd.DataFrame, files: list[str]) -> list[dict]:
+    """Return ``ingest._describe``'s per-file facts over this partition's whole customers."""
+    from . import ingest
+
+    stats = [ingest.FileStats(file=f, kind="orders", read=0, accepted=0, rejected=0, collapsed=0,
+                              rejected_by_reason={}) for f in files]
+    if len(frame):
+        ingest._describe(frame, frame[_FILE].to_numpy(), stats)
+    return [{"customers": s.customers, "merged": s.merged_customers, "first": s.first_date,
+             "last": s.last_date, "currencies": s.currencies} for s in stats]
+
+
+def _file_counts(frame: pd.DataFrame, files: int) -> np.ndarray:
+    return np.bincount(frame[_FILE].to_numpy(), minlength=files)
+
+
+def _strip(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=list(_HELPERS))
+
+
+def _merge_stats(parts: list[_Part]) -> Any:
+    """Return one file's FileStats from its ranges' (counts add up; reasons re-sorted)."""
+    real = [p for p in parts if p.stats.format is not None]  # ranges of blank lines only have none
+    parts = real + [p for p in parts if p.stats.format is None]
+    first = copy.deepcopy(parts[0].stats)
+    reasons: dict[str, int] = dict(first.rejected_by_reason)
+    for p in parts[1:]:
+        s = p.stats
+        first.read += s.read
+        first.accepted += s.accepted
+        first.rejected += s.rejected
+        first.collapsed += s.collapsed
+        first.skipped += s.skipped
+        for r, k in s.rejected_by_reason.items():
+            reasons[r] = reasons.get(r, 0) + k
+        first.warnings += [w for w in s.warnings if w not in first.warnings]
+    first.rejected_by_reason = {r: reasons[r] for r in sorted(reasons, key=lambda r: (-reasons[r], r))}
+    return first
+
+
+@dataclasses.dataclass
+class Ingested:
+    """A kind ingested on the cluster: the gathered ``Loaded`` and its customer partitions."""
+
+    loaded: Any  # ingest.Loaded
+    partitions: list  # futures: whole customers, rows in input order, helper columns dropped
+    n: int
+
+
+def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = INGEST_BLOCK_BYTES) -> Ingested:
+    """Ingest ``paths`` on the cluster exactly as ``ingest._load`` does on one machine.
+
+    1. one task per input file, and per byte range of a large CSV file (:func:`_plan_file`,
+       :func:`_scan`, :func:`_cuts`); each runs the pandas engine's reader and validation;
+    2. the client gathers only rejects, counts and dtypes, merges the ranges' counts per file;
+    3. accepted rows are shuffled to ``n`` partitions by customer (a stable hash of
+       ``customer_id``); orders are described per file there (customers, merges, dates) and
+       de-duplicated by a second, small shuffle of ``(order_id, position)`` by order id:
+       the latest version (later file, then later line) wins; events and customers are
+       de-duplicated inside their customer partition;
+    4. the partitions stay on the workers for features, training and scoring; the client
+       gathers them once, in input order, because the API returns a pandas frame.
+    """
+    import operator
+
+    from distributed import wait
+
+    from . import ingest, readers
+
+    specs = readers.expand(list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths], kind.kind)
+    if not specs:
+        raise InputError(f"no {kind.kind} file given")
+    clock = [time.perf_counter()]
+    [kind_f] = c.scatter([kind], broadcast=True)
+    plans = c.gather([c.submit(_plan_file, s, kind_f, block_bytes, pure=False) for s in specs])
+    chunks = [[] if plan is None else
+              [(a, min(a + block_bytes, plan["size"])) for a in range(plan["start"], plan["size"], block_bytes)]
+              for plan in plans]
+    scans = c.gather([[c.submit(_scan, spec, a, b, plan["delimiter"], pure=False) for a, b in ch]
+                      for spec, plan, ch in zip(specs, plans, chunks)])  # every file's at once
+    blocks: list[list[tuple | None]] = []
+    for plan, ch, sc in zip(plans, chunks, scans):
+        ranges = _cuts(plan, sc, ch) if plan is not None else None
+        blocks.append([None] if not ranges or len(ranges) < 2 else
+                      [(plan["header"], a, b, off) for a, b, off in ranges])
+    log.debug("dask ingest: %s", [(s, len(b)) for s, b in zip(specs, blocks)])
+
+    def submit_parts(i: int, seq: int) -> list:
+        return [c.submit(_ingest_part, specs[i], kind_f, blk, seq + j, i, pure=False)
+                for j, blk in enumerate(blocks[i])]
+
+    first_seq = np.concatenate([[0], np.cumsum([len(b) for b in blocks])[:-1]]).astype(int).tolist()
+    futures = [submit_parts(i, first_seq[i]) for i in range(len(specs))]
+    summaries: list[list[_Part]] = []
+    try:
+        for i, fs in enumerate(futures):
+            got = [f.result() for f in [c.submit(_summary, f, pure=False) for f in fs]]
+            if len(got) > 1 and any(p.stats.warnings for p in got):  # not UTF-8: read it whole
+                c.cancel(fs)
+                blocks[i] = [None]
+                futures[i] = submit_parts(i, first_seq[i])  # same place in the input order
+                got = [c.submit(_summary, futures[i][0], pure=False).result()]
+            summaries.append(got)
+    except BaseException:
+        c.cancel([f for fs in futures for f in fs])
+        raise
+    clock.append(time.perf_counter())
+    stats = []
+    rejects = []
+    metas = []
+    for i, got in enumerate(summaries):
+        s = _merge_stats(got)
+        if s.read == 0 and s.skipped == 0 and len(got) > 1:  # cut files are CSV text
+            c.cancel([f for fs in futures for f in fs])
+            raise InputError(f"{specs[i]}: empty file (header but no rows)")
+        stats.append(s)
+        file_rejects = ingest._concat_rejects([p.rejects for p in got if p.rejects is not None])
+        if len(file_rejects) and s.rejected_by_reason.get(ingest.FIELD_COUNT):
+            file_rejects = file_rejects.sort_values("line", kind="stable", ignore_index=True)
+        if len(file_rejects):
+            rejects.append(file_rejects)
+        metas.append(next((p.frame for p in got if p.had_rows), got[0].frame))
+    schema = _schema(metas, kind.order)
+    [schema_f] = c.scatter([schema], broadcast=True)
+    parts = [f for fs in futures for f in fs]
+
+    # shuffle by customer
+    splits = [c.submit(_split_part, p, "customer_id", n, schema_f, pure=False) for p in parts]
+    del parts, futures
+    pieces = [[c.submit(operator.getitem, s, q, pure=False) for s in splits] for q in range(n)]
+    by_customer = [c.submit(_concat, *pieces[q], pure=False) for q in range(n)]
+    del splits, pieces
+    files = len(specs)
+    if kind.kind == "orders":
+        described = [c.submit(_describe_part, f, specs, pure=False) for f in by_customer]
+        id_splits = [c.submit(_order_ids, f, q, n, pure=False) for q, f in enumerate(by_customer)]
+        id_pieces = [[c.submit(operator.getitem, s, p, pure=False) for s in id_splits] for p in range(n)]
+        losers = [c.submit(_losers, n, *id_pieces[p], pure=False) for p in range(n)]
+        back = [[c.submit(operator.getitem, lo, q, pure=False) for lo in losers] for q in range(n)]
+        final = [c.submit(_drop_positions, by_customer[q], *back[q], pure=False) for q in range(n)]
+        _describe_merge(stats, c.gather(described))
+        del id_splits, id_pieces, losers, back
+    else:
+        final = [c.submit(_dedup_local, f, kind.key, pure=False) for f in by_customer]
+    del by_customer
+    counts = np.sum(c.gather([c.submit(_file_counts, f, files, pure=False) for f in final]), axis=0)
+    clock.append(time.perf_counter())
+    for s, kept in zip(stats, counts):
+        s.collapsed += s.accepted - int(kept)
+        s.accepted = int(kept)
+    frame = _gather_in_order(c, final, schema)
+    partitions = [c.submit(_strip, f, pure=False) for f in final]
+    wait(partitions)
+    del final
+    clock.append(time.perf_counter())
+    log.debug("dask ingest %s: %d tasks; read %.1fs, shuffle and de-duplicate %.1fs, gather %.1fs",
+              kind.kind, sum(len(b) for b in blocks), *np.diff(clock))
+    loaded = ingest.Loaded(frame=frame, rejects=ingest._concat_rejects(rejects), stats=stats)
+    return Ingested(loaded, partitions, n)
+
+
+def _describe_merge(stats: list, partials: list[list[dict]]) -> None:
+    """Combine the per-partition facts: customers are disjoint across partitions."""
+    for i, s in enumerate(stats):
+        got = [p[i] for p in partials if p[i]["customers"] is not None]
+        if not got:
+            continue
+        s.customers = sum(g["customers"] for g in got)
+        s.merged_customers = sum(g["merged"] for g in got)
+        s.first_date = min(g["first"] for g in got)  # YYYY-MM-DD: text order is date order
+        s.last_date = max(g["last"] for g in got)
+        s.currencies = sorted(set().union(*(g["currencies"] for g in got)))
+
+
+def _column(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column]
+
+
+def _gather_in_order(c: Any, futures: list, schema: pd.DataFrame) -> pd.DataFrame:
+    """Gather the partitions one column at a time and put the rows back in input order.
+
+    The client holds the result plus one column of every partition, never a second copy of
+    the whole frame.
+    """
+    position = [c.submit(_column, f, _POS, pure=False) for f in futures]
+    order = np.argsort(np.concatenate(c.gather(position)), kind="stable")
+    out = {}
+    for col in schema.columns:
+        pieces = c.gather([c.submit(_column, f, col, pure=False) for f in futures])
+        joined = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+        del pieces
+        out[col] = joined.iloc[order].reset_index(drop=True)
+        del joined
+    return pd.DataFrame(out, copy=False)
+
+
+def _file_sizes(specs: list[str]) -> list[int]:
+    return [os.path.getsize(s) if os.path.isfile(s) else -1 for s in specs]
+
+
+def _workers_see(c: Any, paths: Any) -> bool:
+    """Return True when every input is a file every worker sees, at the same path and size.
+
+    Otherwise (a remote cluster without a shared file system, a database URL) ingest runs on
+    the client, as the pandas engine does, and the partitions are sent to the workers.
+    """
+    from . import readers
+
+    specs = readers.expand(list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths])
+    if any(readers.is_url(s) for s in specs):
+        return False
+    here = _file_sizes(specs)
+    if any(size < 0 for size in here):
+        return True  # a missing file: the worker's reader reports it as the pandas engine does
+    return all(sizes == here for sizes in c.run(_file_sizes, specs).values())
+
+
+def _input_bytes(paths: Any) -> int:
+    from . import readers
+
+    total = 0
+    for spec in readers.expand(list(paths) if not isinstance(paths, (str, os.PathLike)) else [paths]):
+        if not readers.is_url(spec) and os.path.isfile(spec):
+            total += os.path.getsize(spec)
+    return total
+
+
 # --- the engine the API calls -------------------------------------------------------------------
 class DaskEngine:
-    """Features, training and scoring on a Dask cluster; keeps feature partitions for scoring."""
+    """Ingest, features, training and scoring on a Dask cluster.
+
+    Keeps the customer partitions ingest built (for features and training) and the feature
+    partitions (for scoring), so the rows are sent to the workers once.
+    """
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None = None) -> None:
+    def __init__(self, scheduler: str | None = None, *, block_bytes: int | None = None) -> None:
         self.scheduler = scheduler
         self.client = client(scheduler)
+        self.block_bytes = block_bytes  # None: INGEST_BLOCK_BYTES
         self._kept: tuple[Any, pd.DataFrame] | None = None  # (persisted partitions, gathered frame)
+        self._ingested: dict[str, Ingested] = {}
+        self._n: int | None = None
+
+    # ingest: the signatures of ingest.load_orders / load_events / load_customers
+    def load_orders(self, paths: Any, config: Any, *, base_currency: str = "USD",
+                    source: str | None = None) -> Any:
+        """Return ``ingest.load_orders``'s result (frame, rejects, stats), computed on the cluster."""
+        kind = _orders_kind(config, base_currency, source)
+        self._n = max(_workers(self.client), -(-_input_bytes(paths) // BYTES_PER_PARTITION))
+        return self._load("orders", paths, kind)
+
+    def load_events(self, paths: Any, config: Any) -> Any:
+        """Return ``ingest.load_events``'s result, computed on the cluster."""
+        from . import ingest, schema
+
+        kind = _Kind("events", tuple(schema.EVENT_REQUIRED), tuple(schema.EVENT_COLUMNS),
+                     ingest._validate_events, None, config)
+        return self._load("events", paths, kind)
+
+    def load_customers(self, paths: Any, config: Any) -> Any:
+        """Return ``ingest.load_customers``'s result, computed on the cluster."""
+        from . import ingest, schema
+
+        kind = _Kind("customers", tuple(schema.CUSTOMER_REQUIRED), tuple(schema.CUSTOMER_COLUMNS),
+                     ingest._validate_customers, ("customer_id",), config)
+        return self._load("customers", paths, kind)
+
+    def _load(self, name: str, paths: Any, kind: _Kind) -> Any:
+        from . import ingest
+
+        self._ingested.pop(name, None)
+        if not _workers_see(self.client, paths):
+            log.info("ingest   %s: read on this machine (the Dask workers do not see every input file)", name)
+            return ingest._load(paths, kind.kind, kind.required, kind.order, kind.validate, kind.key,
+                                kind.config, kind.mapping, kind.known_presets)
+        n = self._n or _workers(self.client)
+        got = ingest_kind(self.client, paths, kind, n=n, block_bytes=self.block_bytes or INGEST_BLOCK_BYTES)
+        if name != "customers":  # customers are only used on the client (exports)
+            self._ingested[name] = got
+        return got.loaded
+
+    def partitioned(self, orders: pd.DataFrame, events: pd.DataFrame | None) -> Partitioned:
+        """Return the customer partitions of these frames: ingest's when they are its result."""
+        o, e = self._ingested.get("orders"), self._ingested.get("events")
+        if o is not None and o.loaded.frame is orders and (
+                events is None or (e is not None and e.loaded.frame is events and e.n == o.n)):
+            return Partitioned.from_ingested(self.client, o, None if events is None else e)
+        return Partitioned(self.client, orders, events)
 
     def features(self, orders: pd.DataFrame, as_of: pd.Timestamp, *, events: pd.DataFrame | None,
                  config: FeatureConfig) -> pd.DataFrame:
         """Return the features frame, equal to ``features.build``'s; keep the partitions."""
-        parts = Partitioned(self.client, orders, events)
+        parts = self.partitioned(orders, events)
         ddf = features_frame(parts, as_of_timestamp(as_of), config).persist()
         frame = _finish_features(ddf.compute())
         self._kept = (ddf, frame)
@@ -524,14 +1169,22 @@ class DaskEngine:
     def train(self, orders: pd.DataFrame, as_of: pd.Timestamp, config: Config, *,
               events: pd.DataFrame | None = None, algo: str | None = None) -> _model.ChurnModel:
         """Return a model trained on the cluster (see :func:`train`)."""
-        return train(orders, as_of, config, events=events, algo=algo, scheduler=self.scheduler)
+        return train(orders, as_of, config, events=events, algo=algo, scheduler=self.scheduler,
+                     parts=self.partitioned(orders, events))
 
 
 def engine(name: str | None, scheduler: str | None = None) -> DaskEngine | None:
-    """Return the engine for ``name``: None for pandas (the stages are called directly)."""
+    """Return the engine for ``name``: None for pandas (the stages are called directly).
+
+    One DaskEngine is kept per scheduler, so ``train`` and ``score`` in one run reuse the
+    partitions ingest left on the workers.
+    """
+    global _ENGINE
     name = check_engine(name)
     if name == "pandas":
         if scheduler:
             raise ConfigError("--scheduler needs --engine dask")
         return None
-    return DaskEngine(scheduler)
+    if _ENGINE is None or _ENGINE.scheduler != scheduler or _ENGINE.client is not client(scheduler):
+        _ENGINE = DaskEngine(scheduler)
+    return _ENGINE
