@@ -713,6 +713,7 @@ def _batch_rejects(name: str, names: list[str], raw: pd.DataFrame, line: np.ndar
 @dataclass
 class _FileResult:
     parts: list[pd.DataFrame]  # validated blocks, in file order
+    valid: np.ndarray  # per row of the parts: not rejected
     rejects: pd.DataFrame | None
     stats: FileStats
 
@@ -759,7 +760,7 @@ def _ingest_once(spec, kind, required, order, validate, config, mapping, known_p
     sums = [t for t, f in plan.mapping.fields.items() if f.aggregate == "sum"] if (
         plan.mapping is not None) else []
     line_items = plan.mapping is not None and plan.mapping.line_items
-    parts, rejects = [], []
+    parts, valid, rejects = [], [], []
     read = skipped = collapsed = 0
     carry = None
 
@@ -776,7 +777,8 @@ def _ingest_once(spec, kind, required, order, validate, config, mapping, known_p
             rej.column[broken] = ""
             rej.reason[broken] = BROKEN_QUOTING
         ok = ~rej.bad
-        parts.append(typed if ok.all() else _filter(typed, ok))
+        parts.append(typed)  # rejected rows are dropped when the frame is built (one copy)
+        valid.append(ok)
         if rej.bad.any():
             rejects.append(_batch_rejects(src.name, plan.names, raw, line, rej))
 
@@ -814,18 +816,19 @@ def _ingest_once(spec, kind, required, order, validate, config, mapping, known_p
         raise InputError(f"{src.name}: empty file (header but no rows)")
     if not parts:
         parts = [pd.DataFrame({c: pd.Series(dtype=object) for c in required})]
+        valid = [np.zeros(0, dtype=bool)]
     file_rejects = _concat_rejects(rejects)
     if len(src.malformed) and len(file_rejects):
         file_rejects = file_rejects.sort_values("line", kind="stable", ignore_index=True)
     counts = file_rejects["reason"].value_counts()
     stats = FileStats(
-        file=src.name, kind=kind, read=read, accepted=sum(len(p) for p in parts), rejected=len(file_rejects),
+        file=src.name, kind=kind, read=read, accepted=int(sum(v.sum() for v in valid)), rejected=len(file_rejects),
         collapsed=collapsed,
         rejected_by_reason={r: int(counts[r]) for r in sorted(counts.index, key=lambda r: (-counts[r], r))},
         preset=plan.mapping.name if plan.mapping is not None else None,
         format=src.fmt + (f"+{src.compression}" if src.compression else ""),
         encoding=src.encoding or None, delimiter=src.delimiter or None, skipped=skipped)
-    return _FileResult(parts, file_rejects if len(file_rejects) else None, stats)
+    return _FileResult(parts, np.concatenate(valid), file_rejects if len(file_rejects) else None, stats)
 
 
 def _concat_rejects(rejects: list[pd.DataFrame]) -> pd.DataFrame:
@@ -906,26 +909,31 @@ def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequenc
     specs = readers.expand(list(paths), kind)
     if not specs:
         raise InputError(f"no {kind} file given")
-    parts, rejects, stats, sizes = [], [], [], []
+    parts, valid, rejects, stats, sizes = [], [], [], [], []
     for spec in specs:
         result = _ingest_file(spec, kind, required, order, validate, config, mapping, known_presets)
         parts.extend(result.parts)
-        sizes.append(sum(len(p) for p in result.parts))
+        valid.append(result.valid)
+        sizes.append(int(result.valid.sum()))
         if result.rejects is not None:
             rejects.append(result.rejects)
         stats.append(result.stats)
         del result
 
     _release_memory()
-    src = np.repeat(np.arange(len(specs)), sizes)
+    src = np.repeat(np.arange(len(specs)), sizes)  # per accepted row: its file
+    rows = np.flatnonzero(np.concatenate(valid))  # accepted rows among the parts' rows
+    del valid
     if kind == "orders" and len(src):
-        _describe(parts, src, stats)
+        _describe(parts, rows, src, stats)
     if key:
-        # the frame is built once, from the validated blocks, keeping the latest version only
-        dup = _duplicated_last(_chain(parts, key[0]))
-        frame = _align(parts, order, keep=~dup if dup.any() else None)
+        # the frame is built once, from the validated blocks: accepted rows, latest version only
+        dup = _duplicated_last(_chain(parts, key[0]), rows)
+        keep = np.zeros(sum(len(p) for p in parts), dtype=bool)
+        keep[rows[~dup]] = True
+        frame = _align(parts, order, keep=None if keep.all() else keep)
     else:
-        frame = _align(parts, order)
+        frame = _align(parts, order, keep=np.isin(np.arange(sum(len(p) for p in parts)), rows))
         dup = frame.duplicated(keep="last").to_numpy()
         frame = _take(frame, ~dup) if dup.any() else frame
     collapsed = np.bincount(src[dup], minlength=len(specs))
@@ -1006,17 +1014,18 @@ def _hash64(key: pd.Series) -> np.ndarray | None:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
-def _duplicated_last(key: pd.Series) -> np.ndarray:
-    """Return True for rows whose key appears again later (the last version is kept).
+def _duplicated_last(key: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """Return, for ``key[rows]``, True where the key appears again later (the last version is kept).
 
     Rows are grouped by a 64-bit hash of the key; every row found to repeat a later one is
     checked against it by its text, so a hash collision can never drop an order (the exact,
     slower dictionary encoding is used then).
     """
-    n = len(key)
+    n = len(rows)
     h = _hash64(key)
     if h is None:
-        return _duplicated_exact(key)
+        return _duplicated_exact(key.iloc[rows])
+    h = h[rows]
     order = np.argsort(h, kind="stable")
     hs = h[order]
     last_of_run = np.ones(n, dtype=bool)
@@ -1029,10 +1038,10 @@ def _duplicated_last(key: pd.Series) -> np.ndarray:
         run_end = np.flatnonzero(last_of_run)
         later = order[run_end[np.searchsorted(run_end, np.flatnonzero(~last_of_run))]]
         text = pa.chunked_array(key.array.__arrow_array__().chunks)
-        mine = text.take(pa.array(order[~last_of_run]))
-        theirs = text.take(pa.array(later))
+        mine = text.take(pa.array(rows[order[~last_of_run]]))
+        theirs = text.take(pa.array(rows[later]))
         if not _bools(pc.equal(mine, theirs)).all():  # a 64-bit collision
-            return _duplicated_exact(key)
+            return _duplicated_exact(key.iloc[rows])
     return dup
 
 
@@ -1065,20 +1074,23 @@ def _duplicated_exact(key: pd.Series) -> np.ndarray:
     return last[codes] != np.arange(n)
 
 
-def _describe(parts: list[pd.DataFrame], src: np.ndarray, stats: list[FileStats]) -> None:
-    """Fill each file's customers, merges, date range and currencies (from its valid rows)."""
-    cust = _group_codes(_chain(parts, "customer_id"))
+def _describe(parts: list[pd.DataFrame], rows: np.ndarray, src: np.ndarray, stats: list[FileStats]) -> None:
+    """Fill each file's customers, merges, date range and currencies (from its valid rows).
+
+    ``rows`` are the accepted rows among the parts' rows, ``src`` their file.
+    """
+    cust = _group_codes(_chain(parts, "customer_id"))[rows]
     n_cust = int(cust.max(initial=-1)) + 1
     multi = np.zeros(n_cust, dtype=bool)
     if any("channel" in p for p in parts):
-        channel = _codes(_categories_chain(parts, "channel"))
+        channel = _codes(_categories_chain(parts, "channel"))[rows]
         seen = np.zeros((n_cust, int(channel.max(initial=0)) + 1), dtype=bool)
         seen[cust, channel] = True
         multi = seen.sum(axis=1) > 1
         del seen
-    dates = np.concatenate([p["order_date"].to_numpy() for p in parts])
+    dates = np.concatenate([p["order_date"].to_numpy() for p in parts])[rows]
     currency = _categories_chain(parts, "currency")
-    cur_codes = currency.cat.codes.to_numpy()
+    cur_codes = currency.cat.codes.to_numpy()[rows]
     for i, s in enumerate(stats):
         mask = src == i
         if not mask.any():
