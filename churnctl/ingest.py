@@ -1006,10 +1006,23 @@ def _hash64(key: pd.Series) -> np.ndarray | None:
         starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
         h = np.full(len(chunk), np.uint64(14695981039346656037), dtype=np.uint64)
         h ^= lengths.astype(np.uint64)
+        # 8 bytes at a time: unaligned little-endian words read through a 1-byte stride view
+        padded = np.zeros(len(raw) + 8, dtype=np.uint8)
+        padded[:len(raw)] = raw
+        words = np.ndarray(shape=(len(raw) + 1,), dtype="<u8", buffer=padded, strides=(1,))
         rows = np.arange(len(chunk))
-        for j in range(int(lengths.max(initial=0))):
-            rows = rows[lengths[rows] > j]
-            h[rows] = (h[rows] ^ raw[starts[rows] + j].astype(np.uint64)) * prime
+        for j in range(0, int(lengths.max(initial=0)), 8):
+            if j:
+                rows = rows[lengths[rows] > j]
+            word = words[starts[rows] + j]
+            left = lengths[rows] - j
+            short = left < 8
+            if short.any():  # the last word of a value: bytes past its end are not its own
+                word[short] &= (np.uint64(1) << (left[short].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
+            x = h[rows] ^ word
+            x *= prime
+            x ^= x >> np.uint64(29)
+            h[rows] = x
         out.append(h)
     return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
@@ -1054,9 +1067,11 @@ def _group_codes(key: pd.Series) -> np.ndarray:
     h = _hash64(key)
     if h is None:
         return _codes(key)
-    uniques, codes = np.unique(h, return_inverse=True)
-    first = np.full(len(uniques), len(h), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(h), dtype=np.int64))
+    codes, _ = pd.factorize(h)  # codes in order of first appearance
+    running = np.maximum.accumulate(codes)
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = codes[1:] > running[:-1]
+    first = np.flatnonzero(new)  # first row of each code, by code
     text = pa.chunked_array(key.array.__arrow_array__().chunks)
     if not _bools(pc.equal(text, text.take(pa.array(first[codes])))).all():  # a collision
         return _codes(key)
