@@ -131,7 +131,7 @@ def main() -> None:
     for csv in files:
         todo = [("CSV", csv)]
         if not args.no_parquet:
-            pq_path = args.work / (csv.stem + ".typed.parquet")
+            pq_path = args.work / f"{csv.stem}_{csv.stat().st_size}.typed.parquet"
             typed_parquet(csv, pq_path)
             todo.append(("Parquet", pq_path))
         for fmt, path in todo:

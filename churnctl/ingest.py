@@ -871,6 +871,7 @@ def _align(parts: list[pd.DataFrame], order: Sequence[str], keep: np.ndarray | N
                 values[at:at + len(piece)] = piece
                 at += len(piece)
             out[c] = pd.Series(values, copy=False)
+            _release_memory()
             continue
         pieces = []
         for part, mask in zip(parts, masks):
@@ -889,6 +890,7 @@ def _align(parts: list[pd.DataFrame], order: Sequence[str], keep: np.ndarray | N
         else:
             out[c] = pieces[0].reset_index(drop=True)
         del pieces
+        _release_memory()
     parts.clear()
     return pd.DataFrame(out, copy=False)
 
@@ -1068,13 +1070,17 @@ def _group_codes(key: pd.Series) -> np.ndarray:
     if h is None:
         return _codes(key)
     codes, _ = pd.factorize(h)  # codes in order of first appearance
-    running = np.maximum.accumulate(codes)
+    del h
     new = np.ones(len(codes), dtype=bool)
-    new[1:] = codes[1:] > running[:-1]
+    new[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
     first = np.flatnonzero(new)  # first row of each code, by code
+    del new
     text = pa.chunked_array(key.array.__arrow_array__().chunks)
-    if not _bools(pc.equal(text, text.take(pa.array(first[codes])))).all():  # a collision
-        return _codes(key)
+    at = 0
+    for chunk in text.chunks:  # chunk by chunk: a copy of one block's text at a time
+        if not _bools(pc.equal(chunk, text.take(pa.array(first[codes[at:at + len(chunk)]])))).all():
+            return _codes(key)  # a collision
+        at += len(chunk)
     return codes.astype(np.int64)
 
 
