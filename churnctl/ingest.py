@@ -391,8 +391,11 @@ def _iso_fast(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         rows = np.flatnonzero(length == size)
         if not len(rows):
             continue
-        b = raw[offsets[rows][:, None] + np.arange(size)].astype(np.int64)
-        d = b[:, _DIGITS] - 48
+        # the value's bytes as a (rows, size) matrix through a sliding window (no index matrix)
+        window = np.ndarray(shape=(max(len(raw) - size + 1, 0), size), dtype=np.uint8, buffer=raw,
+                            strides=(1, 1))
+        b = window[offsets[rows]]
+        d = b[:, _DIGITS].astype(np.int64) - 48
         good = ((d >= 0) & (d <= 9)).all(axis=1)
         good &= (b[:, 4] == 45) & (b[:, 7] == 45) & ((b[:, 10] == 84) | (b[:, 10] == 32))
         good &= (b[:, 13] == 58) & (b[:, 16] == 58)
@@ -400,7 +403,7 @@ def _iso_fast(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         if size == 20:
             good &= b[:, 19] == 90
         elif size == 25:
-            z = b[:, [20, 21, 23, 24]] - 48
+            z = b[:, [20, 21, 23, 24]].astype(np.int64) - 48
             good &= ((z >= 0) & (z <= 9)).all(axis=1) & ((b[:, 19] == 43) | (b[:, 19] == 45))
             good &= b[:, 22] == 58
             oh, om = z[:, 0] * 10 + z[:, 1], z[:, 2] * 10 + z[:, 3]
@@ -503,8 +506,10 @@ def _to_float(s: pd.Series) -> np.ndarray:
     if _typed(s):
         return pc.cast(_arrow(s), pa.float64()).to_numpy(zero_copy_only=False)
     text = _arrow(s)
-    ok = pa.array(_plain_numbers(text))
-    floats = pc.cast(pc.if_else(ok, text, pa.scalar(None, text.type)), pa.float64())
+    floats = mappings.cast_numbers(text)  # every value a number (or empty): done
+    if floats is None:
+        ok = pa.array(_plain_numbers(text))
+        floats = pc.cast(pc.if_else(ok, text, pa.scalar(None, text.type)), pa.float64())
     return floats.to_numpy(zero_copy_only=False)
 
 

@@ -305,6 +305,8 @@ def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     unparsable number: nothing is guessed.
     """
     # fast path: most values are already plain numbers (or empty)
+    if decimal != "," and cast_numbers(s) is not None:
+        return s
     if decimal == ",":
         simple = s.str.fullmatch(r"[+-]?\d+(?:,\d+)?").fillna(False).astype(bool)
     else:
@@ -317,6 +319,32 @@ def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     out = s.copy()
     out[todo] = _normalise_slow(s[todo], decimal)
     return out
+
+
+def cast_numbers(values) -> "pa.Array | None":
+    """Return text (a Series or an Arrow array) as float64 when every non-empty value is a number
+    Arrow reads (empty: null), else None.
+
+    Arrow reads exactly the plain decimal numbers (``12``, ``-1.5``, ``.5``, ``1e3``) plus the
+    words ``nan``/``inf``, which validation rejects as unparsable whatever path they take; so
+    a column that casts whole needs no per-value pattern check.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = values
+    if isinstance(values, pd.Series):
+        if not hasattr(values.array, "__arrow_array__"):
+            return None
+        text = values.array.__arrow_array__()
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks() if text.num_chunks != 1 else text.chunk(0)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return None
+    try:
+        return pc.cast(pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _plain(s: pd.Series, pattern: str) -> np.ndarray:
