@@ -1081,9 +1081,10 @@ def _group_codes(key: pd.Series) -> np.ndarray:
     first = np.flatnonzero(new)  # first row of each code, by code
     del new
     text = pa.chunked_array(key.array.__arrow_array__().chunks)
+    firsts = text.take(pa.array(first)).combine_chunks()  # one text per code
     at = 0
     for chunk in text.chunks:  # chunk by chunk: a copy of one block's text at a time
-        if not _bools(pc.equal(chunk, text.take(pa.array(first[codes[at:at + len(chunk)]])))).all():
+        if not _bools(pc.equal(chunk, firsts.take(pa.array(codes[at:at + len(chunk)])))).all():
             return _codes(key)  # a collision
         at += len(chunk)
     return codes.astype(np.int64)
