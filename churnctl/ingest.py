@@ -12,12 +12,15 @@ through the same steps:
    raises :class:`~churnctl.errors.InputError` with one line naming the file.
 2. **map** - reserved: a platform export (other column names and formats) will be turned
    into the canonical text columns here, so validation below stays the single source of rules.
-3. **validate** - vectorised parsing of each canonical column.  A row failing a check is
-   rejected with the first failing column and a short, stable reason (``REASONS``); unknown
-   extra columns are ignored.
-4. **combine** - accepted rows of all files, in the given order, are de-duplicated: the latest
-   version (later file, then later line) of an order id, a customer id or an exact event row
-   wins; the dropped rows count as ``collapsed`` for the file they came from.
+3. **validate** - vectorised parsing of each canonical column (Arrow/numpy fast paths for
+   clean number columns and ISO 8601 dates; typed Parquet columns are checked without text).
+   A row failing a check is rejected with the first failing column and a short, stable reason
+   (``REASONS``); unknown extra columns are ignored.  ``currency, status, country, channel,
+   category`` become pandas categoricals.
+4. **combine** - the frame is built once from the validated blocks of all files, in the given
+   order, column by column: accepted rows only, and the latest version (later file, then later
+   line) of an order id, a customer id or an exact event row; the dropped versions count as
+   ``collapsed`` for the file they came from.
 
 For every file ``read == accepted + rejected + collapsed``.  ``line`` in rejects counts the
 header as line 1; a value holding a quoted line break makes it the record number instead.

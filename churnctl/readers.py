@@ -2,11 +2,13 @@
 
 :func:`open_source` returns a :class:`Source`: the header (column names as written), what was
 detected (encoding, delimiter, compression) and an iterator of :class:`Batch` (every value as
-stripped text, with the line number of each record).  Nothing here knows about orders: mapping
+stripped text, with the line number of each record; Parquet number, date and timestamp columns
+stay typed, as ``pd.ArrowDtype`` columns, and :func:`as_text` turns them into text on demand).  Nothing here knows about orders: mapping
 and validation live in :mod:`churnctl.mappings` and :mod:`churnctl.ingest`.
 
 Memory: files are read with Arrow's streaming CSV reader, ``block_bytes`` at a time (default
-16 MiB of input per block), Parquet ``chunk_rows`` rows at a time and databases through a
+16 MiB of input per block, parsed on all cores; :class:`SerialNeeded` asks for a one-thread
+read when a line has a wrong field count, so its line number is known), Parquet ``chunk_rows`` rows at a time and databases through a
 server-side cursor ``chunk_rows`` rows at a time, so only one block of raw text is held at once.
 
 Detection (never a silent guess):
