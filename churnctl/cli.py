@@ -43,8 +43,8 @@ SourceOpt = Annotated[
     typer.Option("--source", help="Orders preset or mapping YAML [default: ingest.source, else detected per file].",
                  show_default=False),
 ]
-EventsOpt = Annotated[Optional[Path], typer.Option(help="Engagement/event CSV (optional).")]
-CustomersOpt = Annotated[Optional[Path], typer.Option(help="Customers CSV (optional).")]
+EventsOpt = Annotated[Optional[str], typer.Option(help="Engagement/event CSV or SQLAlchemy URL#table (optional).")]
+CustomersOpt = Annotated[Optional[str], typer.Option(help="Customers CSV or SQLAlchemy URL#table (optional).")]
 AsOfOpt = Annotated[datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="As-of date, YYYY-MM-DD.")]
 ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", help="YAML config; built-in defaults when omitted.")

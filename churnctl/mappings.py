@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import readers, schema
 from .config import read_yaml_mapping
 from .errors import ConfigError, InputError
 
@@ -305,10 +305,12 @@ def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     unparsable number: nothing is guessed.
     """
     # fast path: most values are already plain numbers (or empty)
+    if decimal != "," and cast_numbers(s) is not None:
+        return s
     if decimal == ",":
         simple = s.str.fullmatch(r"[+-]?\d+(?:,\d+)?").fillna(False).astype(bool)
     else:
-        simple = s.str.fullmatch(r"[+-]?(?:\d+\.?\d*|\.\d+)").fillna(False).astype(bool)
+        simple = pd.Series(_plain(s, r"^[+-]?(?:\d+\.?\d*|\.\d+)$"), index=s.index)
     todo = ~simple & s.ne("")
     if decimal == "," and simple.any():
         s = s.mask(simple, s.str.replace(",", ".", regex=False))
@@ -317,6 +319,55 @@ def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     out = s.copy()
     out[todo] = _normalise_slow(s[todo], decimal)
     return out
+
+
+def cast_numbers(values) -> "pa.Array | None":
+    """Return text (a Series or an Arrow array) as float64 when every non-empty value is a number
+    Arrow reads (empty: null), else None.
+
+    Arrow reads exactly the plain decimal numbers (``12``, ``-1.5``, ``.5``, ``1e3``) plus the
+    words ``nan``/``inf``, which validation rejects as unparsable whatever path they take; so
+    a column that casts whole needs no per-value pattern check.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = values
+    if isinstance(values, pd.Series):
+        if not hasattr(values.array, "__arrow_array__"):
+            return None
+        text = values.array.__arrow_array__()
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks() if text.num_chunks != 1 else text.chunk(0)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return None
+    try:
+        return pc.cast(pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _plain(s: pd.Series, pattern: str) -> np.ndarray:
+    """Return True where text ``s`` is digits with at most one ``.`` or else matches ``pattern``.
+
+    The common case is found in Arrow without a regular expression; only the rest (signs,
+    exponents, symbols, junk) is matched against ``pattern``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(s.array, from_pandas=True) if not hasattr(s.array, "__arrow_array__") else (
+        s.array.__arrow_array__())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    ok = np.asarray(pc.fill_null(pc.ascii_is_decimal(pc.replace_substring(text, ".", "", max_replacements=1)),
+                                 False).to_numpy(zero_copy_only=False), dtype=bool)
+    rest = np.flatnonzero(~ok & np.asarray(pc.fill_null(pc.not_equal(text, ""), False)
+                                          .to_numpy(zero_copy_only=False), dtype=bool))
+    if len(rest):
+        ok[rest] = np.asarray(pc.fill_null(pc.match_substring_regex(text.take(pa.array(rest)), pattern), False)
+                              .to_numpy(zero_copy_only=False), dtype=bool)
+    return ok
 
 
 def _normalise_slow(s: pd.Series, decimal: str) -> pd.Series:
@@ -359,19 +410,26 @@ def apply(mapping: Mapping, name: str, header: list[str], raw: pd.DataFrame,
     """
     index = _header_index(header)
     out: dict[str, pd.Series] = {}
+    text_dtype = pd.Series(["a"]).dtype
     for target, f in mapping.fields.items():
         if f.value is not None:
-            s = pd.Series(f.value, index=raw.index, dtype=raw.dtypes.iloc[0] if raw.shape[1] else None)
+            s = pd.Series(f.value, index=raw.index, dtype=text_dtype)
         elif f.symbol_of is not None:
             pos = index.get(f.symbol_of.lower())
             if pos is None:
                 continue
-            s = currency_of(raw.iloc[:, pos], mapping.symbols)
+            s = currency_of(readers.as_text(raw.iloc[:, pos]), mapping.symbols)
         else:
             pos = next((index[c.lower()] for c in f.sources if c.lower() in index), None)
             if pos is None:
                 continue
             s = raw.iloc[:, pos]
+            if isinstance(s.dtype, pd.ArrowDtype):  # a typed Parquet column (number, date)
+                if f.map or f.default is not None or target not in NUMERIC_TARGETS + ("order_date",):
+                    s = readers.as_text(s)
+                else:
+                    out[target] = s  # validated without text
+                    continue
         if f.map:
             mapped = s.str.lower().map(f.map)
             s = mapped.where(mapped.notna(), s).astype(str)

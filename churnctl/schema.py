@@ -11,10 +11,10 @@ order_id           str                  exact spelling from the input (leading z
 customer_id        str                  exact spelling from the input
 order_date         datetime64 (naive)   UTC; tz-aware inputs are converted, naive taken as UTC
 amount             float64              gross order value in the base currency
-currency           str                  ISO 4217 code the order was paid in
-status             str                  one of ORDER_STATUSES
-country            str                  ISO-2, upper case (optional)
-channel            str                  sales channel, lower case (optional)
+currency           category             ISO 4217 code the order was paid in
+status             category             one of ORDER_STATUSES
+country            category             ISO-2, upper case (optional)
+channel            category             sales channel, lower case (optional)
 email, first_name  str                  personal data: used only for campaign exports
 discount_amount    float64              base currency (optional)
 shipping_cost      float64              base currency (optional)
@@ -22,7 +22,7 @@ duties_amount      float64              base currency (optional)
 delivery_days      float64              days from order to delivery (optional)
 promised_days      float64              promised delivery days (optional)
 review_score       float64              1-5 (optional)
-category           str                  (optional)
+category           category             (optional)
 items              float64              number of items (optional)
 =================  ===================  =====================================================
 
@@ -43,6 +43,8 @@ ORDER_MONEY = ("discount_amount", "shipping_cost", "duties_amount")
 ORDER_NUMERIC = ("delivery_days", "promised_days", "review_score", "items")
 ORDER_TEXT = ("currency", "status", "country", "channel", "email", "first_name", "category")
 ORDER_OPTIONAL = ORDER_TEXT + ORDER_MONEY + ORDER_NUMERIC
+#: Low-cardinality text columns held as pandas categoricals (categories sorted).
+ORDER_CATEGORIES = ("currency", "status", "country", "channel", "category")
 ORDER_COLUMNS = ORDER_REQUIRED + ORDER_OPTIONAL
 
 ORDER_STATUSES = ("completed", "cancelled", "refunded", "returned", "payment_failed")

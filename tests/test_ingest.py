@@ -263,7 +263,9 @@ def test_files_with_different_optional_columns(tmp_path):
     assert f["country"].tolist()[0] == "DE" and pd.isna(f["country"].iloc[1])
     assert pd.isna(f["channel"].iloc[0]) and f["channel"].iloc[1] == "web"
     assert f["review_score"].dtype == np.float64 and np.isnan(f["review_score"].iloc[1])
-    assert f["country"].dtype == f["order_id"].dtype
+    # low-cardinality text is categorical across files (union of categories), ids stay text
+    assert isinstance(f["country"].dtype, pd.CategoricalDtype) and list(f["country"].cat.categories) == ["DE"]
+    assert isinstance(f["channel"].dtype, pd.CategoricalDtype) and f["order_id"].tolist() == ["o1", "o2"]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -492,3 +494,40 @@ def test_shipped_bad_files():
 def test_no_files_given():
     with pytest.raises(InputError, match="no orders file given"):
         ingest.load_orders([], CFG)
+
+
+def test_latest_version_wins_even_when_hashes_collide(tmp_path, monkeypatch):
+    text = f"{HEAD}\nA1,c1,2024-01-01,1\na1,c2,2024-01-02,2\nA1,c3,2024-01-03,3\n007,c1,2024-01-04,4\n7,c1,2024-01-05,5\n"
+    got = orders(tmp_path, text)
+    assert got.frame["order_id"].tolist() == ["a1", "A1", "007", "7"]  # exact text: case, zeros
+    assert got.frame.set_index("order_id").loc["A1", "customer_id"] == "c3"
+    assert (got.stats[0].collapsed, got.stats[0].customers) == (1, 3)
+    # every hash equal: the text check catches the collision and the exact path gives the same
+    monkeypatch.setattr(ingest, "_hash64", lambda key: np.zeros(len(key), dtype=np.uint64))
+    again = orders(tmp_path, text)
+    assert again.frame["order_id"].tolist() == ["a1", "A1", "007", "7"]
+    assert (again.stats[0].collapsed, again.stats[0].customers) == (1, 3)
+
+
+def test_fast_iso_dates_agree_with_pandas():
+    values = ["2024-01-05T10:00:00Z", "2024-01-05 10:00:00", "2024-01-05T10:00:00", "2024-02-29T23:59:59Z",
+              "2023-02-29T10:00:00Z", "2025-02-30T10:00:00Z", "2024-04-31T00:00:00Z", "2024-13-01T00:00:00Z",
+              "2024-00-10T00:00:00Z", "2024-01-00T00:00:00Z", "2024-01-05T24:00:00Z", "2024-01-05T10:60:00Z",
+              "2024-01-05T10:00:60Z", "2024-01-05T10:00:00+02:00", "2024-01-05T01:00:00-05:30",
+              "2024-01-05T10:00:00+24:00", "1899-12-31T23:00:00Z", "1900-01-01T00:30:00+01:00",
+              "2199-12-31T23:59:59Z", "2200-01-01T00:00:00Z", "0023-07-01T00:00:00Z", "2024-1-05T10:00:00Z",
+              "2024-01-05", "2024-01-05T10:00:00.250Z", "2024/01/05T10:00:00Z", "2024-01-05X10:00:00Z",
+              "20240-1-05T10:00:00Z", "2024-01-05T10:00:00z", "not a date", "30/02/2025 10:00", ""]
+    raw = pd.DataFrame({"d": pd.Series(values, dtype=ingest._TEXT)})
+    rej = ingest._Rejector(len(values))
+    got = ingest._date(raw, "d", rej)
+    want = pd.to_datetime(pd.Series(values), errors="coerce", utc=True, format="ISO8601")
+    ok = want.notna() & (want >= ingest.DATE_MIN) & (want < ingest.DATE_MAX)
+    assert got[ok.to_numpy()].tolist() == want[ok].dt.tz_convert(None).tolist()
+    assert got[~ok.to_numpy()].isna().all()
+    reasons = dict(zip(values, rej.reason))
+    assert reasons["2023-02-29T10:00:00Z"] == reasons["2024-01-05T10:00:60Z"] == "unparsable date"
+    assert reasons["1899-12-31T23:00:00Z"] == reasons["2200-01-01T00:00:00Z"] == "out of range"
+    assert reasons["1900-01-01T00:30:00+01:00"] == "out of range"  # 1899-12-31 23:30 UTC
+    assert reasons[""] == "missing value" and reasons["2024-01-05T01:00:00-05:30"] == ""
+    assert got[values.index("2024-01-05T01:00:00-05:30")] == pd.Timestamp("2024-01-05 06:30")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import uuid
 from datetime import datetime, timezone
@@ -129,3 +130,98 @@ def test_postgresql_table_with_native_types(pg_table):
     assert f.loc["0002", "order_date"] == pd.Timestamp("2024-01-06 11:00")
     assert f.loc["0001", "amount"] == 18.0
     assert sorted(got.rejects["reason"]) == ["missing value", "missing value"]
+
+
+# --- events and customers from a database (issue 3) ----------------------------------------
+EVENTS = [
+    ("c1", "2024-01-05 10:00:00", "email_open", None, None),
+    ("c2", "2024-01-06 11:00:00", "Support_Ticket", "logistics", 1.0),
+    ("c2", "2024-01-06 11:00:00", "Support_Ticket", "logistics", 1.0),  # exact repeat: kept once
+    ("c3", "2024-01-07 12:00:00", "teleport", None, None),  # unknown event type
+    ("c1", "yesterday", "email_click", None, None),  # unparsable date
+]
+CUSTOMERS = [
+    ("00c1", "a@example.com", "de", "yes"),
+    ("C1", "b@example.com", "FR", "0"),  # another customer: ids keep their case
+    ("00c1", "a2@example.com", "DE", "no"),  # later version of 00c1 wins
+    ("c9", None, "IT", "maybe"),  # unparsable boolean
+]
+
+
+def check_events(got: ingest.Loaded) -> None:
+    s = got.stats[0]
+    assert (s.read, s.accepted, s.rejected, s.collapsed) == (5, 2, 2, 1)
+    assert got.frame["event_type"].tolist() == ["email_open", "support_ticket"]
+    assert got.frame["event_time"].tolist() == [pd.Timestamp("2024-01-05 10:00"), pd.Timestamp("2024-01-06 11:00")]
+    assert got.rejects[["line", "column", "reason"]].values.tolist() == [
+        [4, "event_type", "unknown event type"], [5, "event_time", "unparsable date"]]
+
+
+def check_customers(got: ingest.Loaded) -> None:
+    s = got.stats[0]
+    assert (s.read, s.accepted, s.rejected, s.collapsed) == (4, 2, 1, 1)
+    f = got.frame.set_index("customer_id")
+    assert sorted(f.index) == ["00c1", "C1"]
+    assert f.loc["00c1", "email"] == "a2@example.com" and f.loc["00c1", "marketing_consent"] == False  # noqa: E712
+    assert f.loc["C1", "country"] == "FR"
+    assert got.rejects[["line", "column", "reason"]].values.tolist() == [[4, "marketing_consent", "unparsable boolean"]]
+
+
+@pytest.fixture
+def sqlite_more(sqlite_db):
+    con = sqlite3.connect(sqlite_db)
+    con.execute("create table events (customer_id text, event_time text, event_type text, topic text, value real)")
+    con.executemany("insert into events values (?, ?, ?, ?, ?)", EVENTS)
+    con.execute("create table customers (customer_id text, email text, country text, marketing_consent text)")
+    con.executemany("insert into customers values (?, ?, ?, ?)", CUSTOMERS)
+    con.commit()
+    con.close()
+    return sqlite_db
+
+
+def test_sqlite_events_and_customers_in_chunks(sqlite_more):
+    check_events(ingest.load_events([f"sqlite:///{sqlite_more}#events"], CFG))
+    check_customers(ingest.load_customers([f"sqlite:///{sqlite_more}#customers"], CFG))
+    got = ingest.load_events([f"sqlite:///{sqlite_more}#SELECT * FROM events WHERE customer_id = 'c2'"], CFG)
+    assert (len(got.frame), got.stats[0].collapsed, got.stats[0].format) == (1, 1, "database")
+
+
+def test_validate_command_reads_events_and_customers_urls(sqlite_more, tmp_path):
+    url = f"sqlite:///{sqlite_more}"
+    result = CliRunner().invoke(app, ["validate", "--orders", f"{url}#orders", "--events", f"{url}#events",
+                                      "--customers", f"{url}#customers", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2  # above the 5 % reject limit, after writing rejects.csv
+    assert re.search(r"shop.db#events +events +- +5 +2 +2 +1", result.stdout)
+    assert re.search(r"shop.db#customers +customers +- +4 +2 +1 +1", result.stdout)
+    rejects = pd.read_csv(tmp_path / "v" / "rejects.csv", dtype=str)
+    assert sorted(rejects["reason"]) == sorted(["missing value", "unparsable date", "unknown event type",
+                                                "unparsable date", "unparsable boolean"])
+
+
+@pytest.fixture
+def pg_more():
+    import sqlalchemy as sa
+
+    url = _pg_url()
+    ev, cu = (f"churnctl_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("events", "customers"))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"create table {ev} (customer_id text, event_time text, event_type text, topic text,"
+                             " value double precision)"))
+        for row in EVENTS:
+            conn.execute(sa.text(f"insert into {ev} values (:c, :t, :e, :p, :v)"),
+                         dict(zip("ctepv", row)))
+        conn.execute(sa.text(f"create table {cu} (customer_id text, email text, country text, marketing_consent text)"))
+        for row in CUSTOMERS:
+            conn.execute(sa.text(f"insert into {cu} values (:c, :e, :k, :m)"), dict(zip("cekm", row)))
+    yield url, ev, cu
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"drop table {ev}"))
+        conn.execute(sa.text(f"drop table {cu}"))
+    engine.dispose()
+
+
+def test_postgresql_events_and_customers(pg_more):
+    url, ev, cu = pg_more
+    check_events(ingest.load_events([f"{url}#SELECT * FROM {ev} ORDER BY ctid"], CFG))
+    check_customers(ingest.load_customers([f"{url}#SELECT * FROM {cu} ORDER BY ctid"], CFG))

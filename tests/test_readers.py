@@ -164,3 +164,58 @@ def test_expand_globs_and_urls(tmp_path):
         readers.expand([str(tmp_path / "nothing*.csv")])
     assert readers.display_name("postgresql+psycopg://u:secret@h/db#orders") == \
         "postgresql+psycopg://u:***@h/db#orders"
+
+
+def test_typed_parquet_and_csv_copies_agree(tmp_path):
+    """Typed Parquet columns are validated without text: same frame, rejects and counts as CSV."""
+    csv = tmp_path / "orders.csv"
+    csv.write_text(
+        "order_id,customer_id,order_date,amount,currency,status,channel,discount_amount,review_score,items\n"
+        "0001,C1,2024-01-01T10:00:00Z,10.5,EUR,completed,Web,1.25,5,2\n"
+        "0002,c1,2024-01-02T11:30:00Z,-3,USD,refunded,shop,,,1\n"  # negative amount
+        "0003,C2,,7,usd,completed,web,0,4,1\n"  # missing date
+        "0004,C3,1850-06-01T00:00:00Z,7,USD,completed,web,0,4,1\n"  # out of range
+        "0005,C3,2024-03-01T08:00:00Z,,GBP,cancelled,web,0,,3\n"  # missing amount
+        "0006,C4,2024-03-02T08:00:00Z,8,USD,completed,web,0,7,1\n"  # review out of range
+        "0001,C1,2024-01-01T10:00:00Z,12,EUR,returned,web,0,3,2\n"  # later version of 0001
+        "0007,C5,2024-03-03T09:15:00Z,2.5,XXX,completed,web,0,2,1\n"  # unknown currency
+        "0008,C5,2024-03-04T09:15:00Z,4,USD,completed,web,-1,2,1\n"  # negative discount
+        "0009,C6,2024-03-05T10:00:00+02:00,3,GBP,completed,Amazon,0,1,1\n"
+        "0010,c6,2024-03-06,4.25,USD,payment_failed,web,0.5,,\n"
+    )
+    table = pa.table({
+        "order_id": ["0001", "0002", "0003", "0004", "0005", "0006", "0001", "0007", "0008", "0009", "0010"],
+        "customer_id": ["C1", "c1", "C2", "C3", "C3", "C4", "C1", "C5", "C5", "C6", "c6"],
+        "order_date": pa.array([pd.Timestamp(t, tz="UTC") if t else None for t in (
+            "2024-01-01 10:00", "2024-01-02 11:30", None, "1850-06-01", "2024-03-01 08:00", "2024-03-02 08:00",
+            "2024-01-01 10:00", "2024-03-03 09:15", "2024-03-04 09:15", "2024-03-05 08:00", "2024-03-06")],
+            type=pa.timestamp("us", tz="UTC")),
+        "amount": pa.array([10.5, -3, 7, 7, None, 8, 12, 2.5, 4, 3, 4.25], type=pa.float64()),
+        "currency": ["EUR", "USD", "usd", "USD", "GBP", "USD", "EUR", "XXX", "USD", "GBP", "USD"],
+        "status": ["completed", "refunded", "completed", "completed", "cancelled", "completed", "returned",
+                   "completed", "completed", "completed", "payment_failed"],
+        "channel": ["Web", "shop", "web", "web", "web", "web", "web", "web", "web", "Amazon", "web"],
+        "discount_amount": pa.array([1.25, None, 0, 0, 0, 0, 0, 0, -1, 0, 0.5], type=pa.float64()),
+        "review_score": pa.array([5, None, 4, 4, None, 7, 3, 2, 2, 1, None], type=pa.int64()),
+        "items": pa.array([2, 1, 1, 1, 3, 1, 2, 1, 1, 1, None], type=pa.int32()),
+    })
+    parquet = tmp_path / "orders.parquet"
+    pq.write_table(table, parquet)
+    a, b = load(csv), load(parquet)
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert a.frame["order_id"].tolist() == ["0001", "0009", "0010"]
+    assert a.frame["amount"].tolist() == [18.0, 3.75, 4.25]
+    assert a.frame["order_date"].tolist() == [pd.Timestamp("2024-01-01 10:00"), pd.Timestamp("2024-03-05 08:00"),
+                                              pd.Timestamp("2024-03-06")]
+    assert a.frame["channel"].tolist() == ["web", "amazon", "web"] and pd.isna(a.frame["items"].iloc[2])
+    key = ["column", "reason", "order_id", "amount", "review_score"]
+    assert a.rejects[key].values.tolist() == b.rejects[key].values.tolist()
+    assert (a.rejects["line"] - 1).tolist() == b.rejects["line"].tolist()  # CSV counts the header line
+    assert sorted(a.rejects["reason"]) == sorted(["negative amount", "missing value", "out of range",
+                                                  "missing value", "out of range", "unknown currency",
+                                                  "negative amount"])
+    same = ("read", "accepted", "rejected", "collapsed", "rejected_by_reason", "customers", "merged_customers",
+            "first_date", "last_date", "currencies")
+    assert [getattr(a.stats[0], k) for k in same] == [getattr(b.stats[0], k) for k in same]
+    assert (a.stats[0].format, b.stats[0].format) == ("csv", "parquet")
+    assert isinstance(b.frame["currency"].dtype, pd.CategoricalDtype)
