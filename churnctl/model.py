@@ -63,13 +63,6 @@ log = logging.getLogger("churnctl")
 
 
 # --- labels and snapshots -----------------------------------------------------------------
-def _completed(orders: pd.DataFrame) -> pd.DataFrame:
-    """Return the purchases: completed orders (every order when there is no status column)."""
-    if "status" not in orders.columns:
-        return orders
-    return orders[orders["status"].astype(object).eq(COMPLETED).to_numpy(dtype=bool)]
-
-
 def labels(orders: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp, horizon_days: int) -> pd.Series:
     """Return one bool per customer in ``customers``: True when the customer churned.
 
@@ -95,15 +88,42 @@ def labels(orders: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp, horiz
     """
     start = day_end(as_of)
     end = start + pd.Timedelta(days=int(horizon_days))
-    done = _completed(orders)
-    when = done["order_date"]
-    buyers = done.loc[((when >= start) & (when < end)).to_numpy(dtype=bool), "customer_id"]
-    churned = ~pd.Index(customers).isin(pd.unique(buyers.astype(object).to_numpy()))
-    return pd.Series(churned, index=pd.Index(customers, name="customer_id"), name="churned")
+    when = orders["order_date"]
+    bought = (when >= start) & (when < end)
+    if "status" in orders.columns:
+        bought &= orders["status"] == COMPLETED
+    bought = bought.to_numpy(dtype=bool, na_value=False)
+    buyers = pd.Index(pd.unique(orders["customer_id"][bought]))
+    customers = pd.Index(customers, name="customer_id")
+    churned = buyers.get_indexer_for(customers) < 0 if len(buyers) else np.ones(len(customers), dtype=bool)
+    return pd.Series(churned, index=customers, name="churned")
+
+
+def _snapshot_labels(history: _features.History, groups: _features.Groups, horizon_days: int) -> np.ndarray:
+    """Return :func:`labels` of the customers of ``groups`` from the history, vectorised.
+
+    The history's completed orders are sorted by (customer, day), so one ``searchsorted`` per
+    customer finds the first purchase on or after the day after as_of.
+    """
+    done = history.done
+    cust, day = history.cust[done], history.day[done]
+    if cust.size == 0:
+        return np.ones(groups.n, dtype=bool)
+    lo_day = int(day.min())
+    span = int(day.max()) - lo_day + 1
+    key = cust * span + (day - lo_day)
+    first = groups.as_of_day + 1  # day_end(as_of) is the start of the next day
+    lo = np.clip(first - lo_day, 0, span)
+    hi = np.clip(first + int(horizon_days) - lo_day, 0, span)
+    base = groups.base_code * span
+    at = np.searchsorted(key, base + lo, side="left")
+    found = np.minimum(at, key.size - 1)
+    return ~((at < key.size) & (key[found] < base + hi))
 
 
 def add_btyd(
-    frame: pd.DataFrame, orders: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int
+    frame: pd.DataFrame, orders: pd.DataFrame | None, as_of: pd.Timestamp, horizon_days: int,
+    *, summary: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, str | None]:
     """Return ``frame`` with the BG/NBD columns added, and None; or ``frame`` unchanged and why not.
 
@@ -113,17 +133,25 @@ def add_btyd(
     irregular for the fit (``btyd`` raises TrainingError, e.g. below ~300 customers) is not
     an error: the frame comes back without the columns together with the reason, and the
     caller logs it (the model then trains without these features, and scoring falls back to
-    the documented predicted value).
+    the documented predicted value).  ``summary``: ``btyd.summary(orders, as_of)`` when the
+    caller already has it (``orders`` is then not read).
     """
     as_of = as_of_timestamp(as_of)
     try:
-        summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
+        if summary is None:
+            summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
         fitted = _btyd.fit(orders, as_of, precomputed=summary)
         pred = _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary)
     except (TrainingError, InputError) as exc:
         return frame, str(exc)
-    pred = pred.reindex(frame.index)
+    if not pred.index.equals(frame.index):
+        pred = pred.reindex(frame.index)
     return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)}), None
+
+
+def _purchase_summary(groups: _features.Groups) -> pd.DataFrame:
+    """Return ``btyd.summary`` at the groups' as-of date from their completed orders."""
+    return _btyd.purchase_summary(groups.ids, groups.c_code, groups.c_day, groups.c_amount, groups.as_of_day)
 
 
 def scoring_features(
@@ -136,10 +164,11 @@ def scoring_features(
     still scores; ``predicted_value_12m`` then falls back (``scoring.predicted_value``).
     """
     as_of = as_of_timestamp(as_of)
-    frame = _features.build(orders, as_of, events=events, config=config.features)
+    groups = _features.History(orders, events=events, config=config.features).at(as_of)
+    frame = _features.frame(groups)
     if frame.empty or not config.model.btyd_features:
         return frame
-    out, why = add_btyd(frame, orders, as_of, config.horizon_days)
+    out, why = add_btyd(frame, orders, as_of, config.horizon_days, summary=_purchase_summary(groups))
     if why:
         log.info("features BG/NBD not available, its features are left empty (%s)", why)
         out = frame.assign(**{c: np.nan for c in BTYD_FEATURES})
@@ -184,33 +213,26 @@ def build_training_set(
     if config.model.snapshot_step_days < 1:
         raise ConfigError(f"model.snapshot_step_days is {config.model.snapshot_step_days}: must be at least 1")
     cutoffs = snapshot_cutoffs(as_of, config.horizon_days, config.model.snapshots, config.model.snapshot_step_days)
-    # Nothing after day D may leak in, whatever the caller passed.
-    orders = orders[(orders["order_date"] < day_end(as_of)).to_numpy(dtype=bool)]
-    done = _completed(orders)
+    # Nothing after day D may leak in, whatever the caller passed: the history ends at D.  It
+    # sorts the orders by customer and time once; each snapshot is a cut of it.
+    history = _features.History(orders, events=events, config=config.features, until=as_of)
     frames = []
     btyd_failed: str | None = None
     for cutoff in reversed(cutoffs):
-        end = day_end(cutoff)
-        active = pd.unique(done.loc[(done["order_date"] < end).to_numpy(dtype=bool), "customer_id"].astype(object))
-        if len(active) == 0:
+        groups = history.at(cutoff)  # orders and events before day_end(cutoff) only
+        if groups.n == 0:
             continue
-        cut = orders[(orders["order_date"] < end).to_numpy(dtype=bool)]
-        cut_events = None
-        if events is not None:
-            cut_events = events[(events["event_time"] < end).to_numpy(dtype=bool)]
-        feats = _features.build(cut, cutoff, events=cut_events, config=config.features)
-        feats = feats[feats.index.isin(active)]
-        if feats.empty:
-            continue
+        feats = _features.frame(groups)
         if config.model.btyd_features:
-            feats, why = add_btyd(feats, cut, cutoff, config.horizon_days)
+            feats, why = add_btyd(feats, None, cutoff, config.horizon_days, summary=_purchase_summary(groups))
             if why:
                 btyd_failed = btyd_failed or f"{cutoff.date()}: {why}"
-        feats = feats.assign(snapshot=cutoff, churned=labels(orders, feats.index, cutoff, config.horizon_days).to_numpy())
+        feats = feats.assign(snapshot=cutoff, churned=_snapshot_labels(history, groups, config.horizon_days))
         frames.append(feats)
     if len(frames) < 2:
-        first = done["order_date"].min()
-        since = "no completed orders" if pd.isna(first) else f"completed orders start on {first.date()}"
+        done = history.time[history.done]
+        first = pd.Timestamp(done.min()) if done.size else None
+        since = "no completed orders" if first is None else f"completed orders start on {first.date()}"
         raise TrainingError(
             f"only {len(frames)} of {len(cutoffs)} snapshots (every {config.model.snapshot_step_days} days back from "
             f"{cutoffs[0].date()} = as-of minus horizon_days {config.horizon_days}) have customers, and {since}; "
