@@ -61,6 +61,13 @@ BTYD_OUTPUTS = ("expected_days_to_next_order", "predicted_value_12m")
 
 log = logging.getLogger("churnctl")
 
+# XGBoost's OpenMP threads sleep while they wait for each other instead of spinning: spinning
+# threads on a 2-core machine shared with other work made a 2-thread fit 4x slower than one
+# thread (measured at load average 8: 56 s against 13 s; sleeping: 10-13 s).  Set before
+# XGBoost (loaded on first use in the fits below) starts its thread pool; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 
 # --- labels and snapshots -----------------------------------------------------------------
 def labels(orders: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp, horizon_days: int) -> pd.Series:
@@ -438,6 +445,14 @@ class ChurnModel:
         return pd.DataFrame(values, index=X.index, columns=columns)
 
 
+def fit_threads(config: Config) -> int:
+    """Return the XGBoost fitting threads: ``model.threads``, or every core when it is 0."""
+    threads = config.model.threads
+    if threads < 0:
+        raise ConfigError(f"model.threads is {threads}: use 0 (every core) or a positive number")
+    return threads or os.cpu_count() or 1
+
+
 def _make_estimator(algo: str, config: Config) -> Any:
     if algo == "xgboost":
         from xgboost import XGBClassifier
@@ -455,9 +470,9 @@ def _make_estimator(algo: str, config: Config) -> Any:
             objective="binary:logistic",
             eval_metric="logloss",
             random_state=config.seed,
-            # One thread: multi-threaded hist sketches depend on how rows split across
-            # threads, so the same data and seed would give other trees on another machine.
-            n_jobs=1,
+            # The same data, seed and thread count give the same trees (tested); another
+            # thread count may round histogram sums differently and give other trees.
+            n_jobs=fit_threads(config),
         )
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -470,30 +485,54 @@ def _make_estimator(algo: str, config: Config) -> Any:
     ])
 
 
-def _customer_cross_margin(algo, config, columns, train_part, y_train, valid_part, margin) -> np.ndarray:
+def _fit_xgboost(config: Config, x: np.ndarray, y: np.ndarray, *, ref: Any = None) -> tuple[Any, Any]:
+    """Return an XGBClassifier fitted on ``x, y`` as ``XGBClassifier.fit`` fits it, and its data.
+
+    The data is XGBoost's binned matrix (``QuantileDMatrix``); with ``ref`` (another fit's
+    data) it reuses that one's bin edges instead of sketching ``x`` again.
+    """
+    import xgboost
+
+    est = _make_estimator("xgboost", config)
+    data = xgboost.QuantileDMatrix(x, label=y, missing=np.nan, nthread=est.n_jobs, max_bin=est.max_bin, ref=ref)
+    booster = xgboost.train(est.get_xgb_params(), data, num_boost_round=est.get_num_boosting_rounds())
+    est.load_model(bytearray(booster.save_raw("ubj")))
+    return est, data
+
+
+def _xgb_margin(estimator: Any, x: np.ndarray) -> np.ndarray:
+    """Return the raw margins of a fitted XGBClassifier on a feature matrix."""
+    import xgboost
+
+    if len(x) == 0:
+        return np.zeros(0)
+    booster = estimator.get_booster()
+    booster.set_param({"nthread": os.cpu_count() or 1})  # per-row predictions: thread count is harmless
+    return booster.predict(xgboost.DMatrix(x, missing=np.nan), output_margin=True).astype(np.float64)
+
+
+def _customer_cross_margin(config, train_index, x_train, y_train, valid_index, x_valid, margin, ref=None) -> np.ndarray:
     """Return validation margins from models that never saw the customer in training.
 
     The snapshots hold the same customers 30 days apart with overlapping label windows, so the
     full model has partly memorised the validation customers: its validation margins look more
     reliable than margins on new dates, and a calibrator fitted on them is overconfident.  Two
     models, each fitted on the training rows of one half of the customers (stable hash), score
-    the other half; the calibrator and the reported metrics use those margins.
+    the other half; the calibrator and the reported metrics use those margins.  Together they
+    cost one more full fit; with ``ref`` (the full model's data) they reuse its bin edges.
     """
-    train_fold = _folds(train_part.index)
-    valid_fold = _folds(valid_part.index)
+    train_fold = _folds(train_index)
+    valid_fold = _folds(valid_index)
     out = margin.copy()
-    x_train = _matrix(train_part, columns)
     for k in (0, 1):
         own = train_fold == k
         y_k = y_train[own]
         if own.sum() < 2 or y_k.all() or not y_k.any():
             return margin  # a half without both classes: keep the full model's margins
-        est = _make_estimator(algo, config)
-        est.fit(x_train[own], y_k.astype(np.int64))
-        half = ChurnModel(algo, est, Calibrator("none"), columns, meta={})
+        est, _ = _fit_xgboost(config, x_train[own], y_k.astype(np.int64), ref=ref)
         other = valid_fold != k
         if other.any():
-            out[other] = half.raw_margin(valid_part[other])
+            out[other] = _xgb_margin(est, x_valid[other])
     return out
 
 
@@ -576,12 +615,22 @@ def fit(
     _check_classes(y_train, f"the training snapshots {_date(order[0])}..{_date(order[-2])}", minimum)
     _check_classes(y_valid, f"the validation snapshot {_date(valid_at)}", minimum)
 
-    estimator = _make_estimator(algo, config)
-    estimator.fit(_matrix(train_part, columns), y_train.astype(np.int64))
-    fitted = ChurnModel(algo, estimator, Calibrator(method), columns, meta={})
-    margin = fitted.raw_margin(valid_part)
     if algo == "xgboost":
-        margin = _customer_cross_margin(algo, config, columns, train_part, y_train, valid_part, margin)
+        # One float32 matrix (what XGBoost bins anyway), split by rows: no copy of the frame.
+        x = training_set.loc[:, columns].to_numpy(dtype=np.float32, na_value=np.nan)
+        x_train, x_valid = x[~is_valid], x[is_valid]
+        del x
+        estimator, data = _fit_xgboost(config, x_train, y_train.astype(np.int64))
+        margin = _xgb_margin(estimator, x_valid)
+        margin = _customer_cross_margin(config, train_part.index, x_train, y_train, valid_part.index, x_valid,
+                                        margin, ref=data)
+        del data, x_train, x_valid
+    else:
+        estimator = _make_estimator(algo, config)
+        estimator.fit(_matrix(train_part, columns), y_train.astype(np.int64))
+    fitted = ChurnModel(algo, estimator, Calibrator(method), columns, meta={})
+    if algo != "xgboost":
+        margin = fitted.raw_margin(valid_part)
 
     # Honest calibrated scores: each half of the held-out snapshot calibrated on the other.
     folds = _folds(valid_part.index)
