@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -283,6 +284,7 @@ class Groups:
         self.day = h.day[pos]
         self.status = h.status[pos] if h.status is not None else None
         self._cache: dict[str, np.ndarray] = {}
+        self._memo: dict[str, Any] = {}
 
         self.c_pos = np.flatnonzero(h.done[pos])  # completed orders, in group order
         self.c_code = self.code[self.c_pos]
@@ -315,8 +317,17 @@ class Groups:
         return self._cache[name]
 
     def money(self, name: str) -> np.ndarray:
-        """Return a money column with missing amounts as 0."""
-        return np.nan_to_num(self.col(name), nan=0.0)
+        """Return a money column with missing amounts as 0 (computed once)."""
+        key = f"money:{name}"
+        if key not in self._cache:
+            self._cache[key] = np.nan_to_num(self.col(name), nan=0.0)
+        return self._cache[key]
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Return ``compute()``, computed once per Groups (masks shared by several features)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def count(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Return per-customer counts of orders (any status) where ``mask``."""
@@ -340,7 +351,7 @@ class Groups:
         return np.bincount(self.c_code[mask], weights=values[mask], minlength=self.n)
 
     def status_is(self, status: str) -> np.ndarray:
-        return self.status == schema.ORDER_STATUSES.index(status)
+        return self.once(f"status:{status}", lambda: self.status == schema.ORDER_STATUSES.index(status))
 
     def last_where(self, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return each customer's value at the latest order where ``mask`` (NaN if none)."""
@@ -405,10 +416,11 @@ def mean_gap_days(g: Groups) -> np.ndarray:
 @feature("activity", "Median days between consecutive completed orders; NaN with one order.")
 def median_gap_days(g: Groups) -> np.ndarray:
     same = np.diff(g.c_code) == 0
-    gaps = np.diff(g.c_day)[same].astype(np.float64)
+    gaps = np.diff(g.c_day)[same]  # whole days >= 0, customers in order
     code = g.c_code[1:][same]
-    order = np.lexsort((gaps, code))
-    gaps = gaps[order]
+    # Sort each customer's gaps: one sort of (customer, gap) packed in an int64.
+    width = int(gaps.max()) + 1 if gaps.size else 1
+    gaps = (np.sort(code.astype(np.int64) * width + gaps) % width).astype(np.float64)
     k = np.bincount(code, minlength=g.n)
     start = np.cumsum(k) - k
     has = k > 0
@@ -465,7 +477,7 @@ def aov_last3_vs_before(g: Groups) -> np.ndarray:
 
 # --- price ------------------------------------------------------------------------------------
 def _discounted(g: Groups) -> np.ndarray:
-    return g.money("discount_amount")[g.c_pos] > 0
+    return g.once("discounted", lambda: g.money("discount_amount")[g.c_pos] > 0)
 
 
 @feature("price", "Share of completed orders with discount_amount > 0.", ("discount_amount",))
@@ -515,9 +527,12 @@ def discount_share_drop(g: Groups) -> np.ndarray:
 
 # --- logistics --------------------------------------------------------------------------------
 def _timed(g: Groups) -> tuple[np.ndarray, np.ndarray]:
-    delivery, promised = g.col("delivery_days"), g.col("promised_days")
-    both = ~np.isnan(delivery) & ~np.isnan(promised)
-    return both, both & (delivery > promised)
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        delivery, promised = g.col("delivery_days"), g.col("promised_days")
+        both = ~np.isnan(delivery) & ~np.isnan(promised)
+        return both, both & (delivery > promised)
+
+    return g.once("timed", compute)
 
 
 @feature("logistics", "Mean delivery_days over orders (any status) that have it.",
@@ -612,7 +627,7 @@ def return_rate(g: Groups) -> np.ndarray:
 
 def _reviewed(g: Groups) -> tuple[np.ndarray, np.ndarray]:
     score = g.col("review_score")
-    return score, ~np.isnan(score)
+    return score, g.once("reviewed", lambda: ~np.isnan(score))
 
 
 @feature("product", "Mean review_score (1-5) over orders (any status) that have one.",
@@ -712,7 +727,7 @@ LAST_ORDER_LEAD_DAYS = 10
 
 def _after_last(g: Groups) -> np.ndarray:
     """Return per order (group order) True when it comes after the customer's last completed one."""
-    return np.arange(g.code.size) > g.c_last[g.code]
+    return g.once("after_last", lambda: np.arange(g.code.size) > g.c_last[g.code])
 
 
 @feature("service", """Cancelled or payment_failed orders placed after the last completed order
