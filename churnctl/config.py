@@ -101,6 +101,8 @@ class ModelConfig:
     min_class_count: int = 10
     calibration: str = "isotonic"
     btyd_features: bool = True
+    # XGBoost fitting threads; 0: every core of the machine.
+    threads: int = 0
     xgboost: XGBoostParams = field(default_factory=XGBoostParams)
 
 

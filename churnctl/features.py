@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,60 +129,164 @@ def _naive_datetimes(col: pd.Series, where: str) -> np.ndarray:
 
 def _codes_in(col: pd.Series, allowed: tuple[str, ...]) -> np.ndarray:
     """Return per-row position of the value in ``allowed`` (-1 when missing or not allowed)."""
-    codes, uniques = pd.factorize(col)
+    codes, uniques = _text_codes(col)
     lut = np.array([allowed.index(u) if u in allowed else -1 for u in uniques] + [-1])
     return lut[codes]  # code -1 (missing) picks the trailing -1
 
 
-class Groups:
-    """Orders and events of the customers at ``as_of``, cut once and grouped once by customer.
+def _text_codes(col: pd.Series, *, sort: bool = False) -> tuple[np.ndarray, pd.Index]:
+    """Return (code per row, -1 when missing; the distinct values) of a text column.
 
-    Orders are sorted by (customer code, order time, order_id); ``code`` is the customer's row
-    in the output.  The ``c_*`` arrays are the completed orders, in the same order.
+    A pandas categorical is coded through its categories (no string is materialised per row),
+    so ``str``, ``object`` and ``category`` columns give the same values in the same order.
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = pd.Index(col.cat.categories)
+        codes = col.cat.codes.to_numpy(dtype=np.int64)
+        used = np.bincount(codes[codes >= 0], minlength=len(cats)) > 0
+        keep = np.flatnonzero(used)
+        if sort:  # the order of the values, as a sorted factorize gives
+            keep = keep[cats[keep].argsort()]
+        remap = np.full(len(cats) + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(keep.size)
+        return remap[codes], cats[keep]
+    codes, uniques = pd.factorize(col, sort=sort)
+    return codes.astype(np.int64, copy=False), pd.Index(uniques)
+
+
+class History:
+    """Orders (and events) coded by customer and sorted by (customer, order time) once.
+
+    The expensive work (factorizing the text columns, the sort) is done here once; :meth:`at`
+    cuts the history at an as-of date into :class:`Groups` with cheap array operations, so the
+    features of several snapshots cost one pass over the text columns.  ``until`` drops every
+    order and event at or after ``day_end(until)`` up front (nothing later can be seen).
+    Rows without a customer id or an order time are never used.
     """
 
-    def __init__(self, orders: pd.DataFrame, as_of: pd.Timestamp,
-                 events: pd.DataFrame | None, config: FeatureConfig) -> None:
+    def __init__(self, orders: pd.DataFrame, *, events: pd.DataFrame | None = None,
+                 config: FeatureConfig = FeatureConfig(), until: pd.Timestamp | None = None) -> None:
         missing = [c for c in schema.ORDER_REQUIRED if c not in orders.columns]
         if missing:
             raise InputError(f"orders: missing required column '{missing[0]}'")
         self.config = config
-        self.as_of = schema.as_of_timestamp(as_of)
-        end = np.datetime64(schema.day_end(self.as_of))
-        self.as_of_day = int(np.datetime64(self.as_of, "D").astype(np.int64))
         self.columns = {c for c in _ORDER_USED if c in orders.columns}
-        self.text_dtype = orders["customer_id"].dtype
-
+        cid = orders["customer_id"]
+        self.text_dtype = (cid.cat.categories.dtype if isinstance(cid.dtype, pd.CategoricalDtype)
+                           else cid.dtype)
         dates = _naive_datetimes(orders["order_date"], "orders")
-        cust, uniques = pd.factorize(orders["customer_id"], sort=True)
-        status = (_codes_in(orders["status"], schema.ORDER_STATUSES)
-                  if "status" in self.columns else None)
-        done = (status == schema.ORDER_STATUSES.index(schema.COMPLETED) if status is not None
-                else np.ones(len(orders), dtype=bool))  # no status column: all completed
-        rows = np.flatnonzero((dates < end) & (cust >= 0))  # the one as_of cut (NaT is dropped)
-        has_done = np.bincount(cust[rows][done[rows]], minlength=len(uniques)) > 0
-        rows = rows[has_done[cust[rows]]]
-        recode = np.cumsum(has_done) - 1
-        self.ids = pd.Index(uniques[has_done], name="customer_id")
-        self.n = len(self.ids)
-
+        self.date_dtype = dates.dtype
+        cust, uniques = _text_codes(cid, sort=True)
+        self.uniques = uniques
+        time = dates.astype("datetime64[ns]").view(np.int64)
+        ok = (cust >= 0) & ~np.isnat(dates)
+        self.until = None if until is None else np.datetime64(schema.day_end(schema.as_of_timestamp(until)), "ns")
+        if self.until is not None:
+            ok &= time < self.until.view(np.int64)
+        rows = np.flatnonzero(ok)
         # Sort by (customer, time); exact ties in time are broken by order_id so the result does
         # not depend on the input row order.
-        code = recode[cust[rows]]
-        time = dates[rows].astype("datetime64[ns]").view(np.int64)
-        order = np.lexsort((time, code))
-        if np.any((np.diff(code[order]) == 0) & (np.diff(time[order]) == 0)):
+        order = np.lexsort((time[rows], cust[rows]))
+        rows = rows[order]
+        c, t = cust[rows], time[rows]
+        if np.any((np.diff(c) == 0) & (np.diff(t) == 0)):
             oid = pd.factorize(orders["order_id"].iloc[rows].astype(str), sort=True)[0]
-            order = np.lexsort((oid, time, code))
-        self.rows = rows[order]
-        self.code = code[order]
-        self.day = dates[self.rows].astype("datetime64[D]").astype(np.int64)
-        self.date_dtype = dates.dtype
-        self.status = status[self.rows] if status is not None else None
+            rows = rows[np.lexsort((oid, t, c))]
+            c, t = cust[rows], time[rows]
+        self.rows = rows  # frame row of each order, in (customer, time, order_id) order
+        self.cust = c
+        self.time = t
+        self.day = t.view("datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+        if "status" in self.columns:
+            self.status = _codes_in(orders["status"], schema.ORDER_STATUSES)[rows]
+            self.done = self.status == schema.ORDER_STATUSES.index(schema.COMPLETED)
+        else:  # no status column: all completed
+            self.status = None
+            self.done = np.ones(rows.size, dtype=bool)
         self._orders = orders
-        self._cache: dict[str, np.ndarray] = {}
+        self._cols: dict[str, np.ndarray] = {}
+        self._texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.events = events is not None
+        self.event_columns: set[str] = set()
+        if events is not None:
+            self._init_events(events)
 
-        self.c_pos = np.flatnonzero(done[self.rows])  # completed orders, in group order
+    def _init_events(self, events: pd.DataFrame) -> None:
+        missing = [c for c in schema.EVENT_REQUIRED if c not in events.columns]
+        if missing:
+            raise InputError(f"events: missing required column '{missing[0]}'")
+        self.event_columns = {f"events.{c}" for c in schema.EVENT_COLUMNS if c in events.columns}
+        times = _naive_datetimes(events["event_time"], "events")
+        ecust, euniques = _text_codes(events["customer_id"])  # map each distinct id once
+        code = np.append(self.uniques.get_indexer(euniques), -1)[ecust]
+        etime = times.astype("datetime64[ns]").view(np.int64)
+        ok = (code >= 0) & ~np.isnat(times)
+        if self.until is not None:
+            ok &= etime < self.until.view(np.int64)
+        keep = np.flatnonzero(ok)
+        self.e_cust = code[keep]
+        self.e_time = etime[keep]
+        self.e_day = times[keep].astype("datetime64[D]").astype(np.int64)
+        self.e_type = _codes_in(events["event_type"], schema.EVENT_TYPES)[keep]
+        self.e_topic = _codes_in(events["topic"], schema.EVENT_TOPICS)[keep] \
+            if "topic" in events.columns else None
+
+    def col(self, name: str) -> np.ndarray:
+        """Return an order column as float64 in history order (computed once)."""
+        if name not in self._cols:
+            self._cols[name] = self._orders[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+        return self._cols[name]
+
+    def text(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return (code per order in history order, -1 when missing; values) of a text column."""
+        if name not in self._texts:
+            codes, values = _text_codes(self._orders[name])
+            self._texts[name] = (codes[self.rows], values)
+        return self._texts[name]
+
+    def at(self, as_of: pd.Timestamp) -> "Groups":
+        """Return the orders and events on or before ``as_of`` grouped by customer."""
+        return Groups(self, as_of)
+
+    def build(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        """Return the features frame at ``as_of`` (see :func:`build`)."""
+        return frame(self.at(as_of))
+
+
+class Groups:
+    """Orders and events of the customers at ``as_of``, cut from a :class:`History`.
+
+    Orders keep the history order (customer code, order time, order_id); ``code`` is the
+    customer's row in the output.  The ``c_*`` arrays are the completed orders, in the same
+    order.  ``base_code`` is each output customer's code in the history.
+    """
+
+    def __init__(self, history: History, as_of: pd.Timestamp) -> None:
+        h = history
+        self.history = h
+        self.config = h.config
+        self.as_of = schema.as_of_timestamp(as_of)
+        end = np.datetime64(schema.day_end(self.as_of), "ns").view(np.int64)
+        self.as_of_day = int(np.datetime64(self.as_of, "D").astype(np.int64))
+        self.columns = h.columns
+        self.text_dtype = h.text_dtype
+        self.date_dtype = h.date_dtype
+        n_all = len(h.uniques)
+        cut = h.time < end  # the one as_of cut
+        has_done = np.bincount(h.cust[cut & h.done], minlength=n_all) > 0
+        pos = np.flatnonzero(cut & has_done[h.cust])
+        recode = np.cumsum(has_done) - 1
+        self.base_code = np.flatnonzero(has_done)
+        self.ids = pd.Index(h.uniques[self.base_code], name="customer_id")
+        self.n = len(self.ids)
+        self.pos = pos  # positions in the history
+        self.code = recode[h.cust[pos]]
+        self.day = h.day[pos]
+        self.status = h.status[pos] if h.status is not None else None
+        self._cache: dict[str, np.ndarray] = {}
+        self._memo: dict[str, Any] = {}
+
+        self.c_pos = np.flatnonzero(h.done[pos])  # completed orders, in group order
         self.c_code = self.code[self.c_pos]
         self.c_day = self.day[self.c_pos]
         self.c_count = np.bincount(self.c_code, minlength=self.n)
@@ -194,37 +299,35 @@ class Groups:
         self.c_days_ago = self.as_of_day - self.c_day
         self.c_amount = self.col("amount")[self.c_pos]
 
-        self.events = events is not None
-        self.event_columns: set[str] = set()
-        if events is not None:
-            self._init_events(events, end)
-
-    def _init_events(self, events: pd.DataFrame, end: np.datetime64) -> None:
-        missing = [c for c in schema.EVENT_REQUIRED if c not in events.columns]
-        if missing:
-            raise InputError(f"events: missing required column '{missing[0]}'")
-        self.event_columns = {f"events.{c}" for c in schema.EVENT_COLUMNS if c in events.columns}
-        times = _naive_datetimes(events["event_time"], "events")
-        ecust, euniques = pd.factorize(events["customer_id"])  # map each distinct id once
-        code = np.append(self.ids.get_indexer(euniques), -1)[ecust]
-        keep = np.flatnonzero((code >= 0) & (times < end))
-        self.e_code = code[keep]
-        self.e_days_ago = self.as_of_day - times[keep].astype("datetime64[D]").astype(np.int64)
-        self.e_type = _codes_in(events["event_type"], schema.EVENT_TYPES)[keep]
-        self.e_topic = _codes_in(events["topic"], schema.EVENT_TOPICS)[keep] \
-            if "topic" in events.columns else None
+        self.events = h.events
+        self.event_columns = h.event_columns
+        if h.events:
+            ecode = np.append(np.where(has_done, recode, -1), -1)[h.e_cust]
+            keep = np.flatnonzero((ecode >= 0) & (h.e_time < end))
+            self.e_code = ecode[keep]
+            self.e_days_ago = self.as_of_day - h.e_day[keep]
+            self.e_type = h.e_type[keep]
+            self.e_topic = h.e_topic[keep] if h.e_topic is not None else None
 
     # --- helpers shared by the feature functions ----------------------------------------------
     def col(self, name: str) -> np.ndarray:
         """Return an order column as float64 in group order (computed once)."""
         if name not in self._cache:
-            values = self._orders[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
-            self._cache[name] = values
+            self._cache[name] = self.history.col(name)[self.pos]
         return self._cache[name]
 
     def money(self, name: str) -> np.ndarray:
-        """Return a money column with missing amounts as 0."""
-        return np.nan_to_num(self.col(name), nan=0.0)
+        """Return a money column with missing amounts as 0 (computed once)."""
+        key = f"money:{name}"
+        if key not in self._cache:
+            self._cache[key] = np.nan_to_num(self.col(name), nan=0.0)
+        return self._cache[key]
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Return ``compute()``, computed once per Groups (masks shared by several features)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def count(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Return per-customer counts of orders (any status) where ``mask``."""
@@ -248,7 +351,7 @@ class Groups:
         return np.bincount(self.c_code[mask], weights=values[mask], minlength=self.n)
 
     def status_is(self, status: str) -> np.ndarray:
-        return self.status == schema.ORDER_STATUSES.index(status)
+        return self.once(f"status:{status}", lambda: self.status == schema.ORDER_STATUSES.index(status))
 
     def last_where(self, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Return each customer's value at the latest order where ``mask`` (NaN if none)."""
@@ -313,10 +416,11 @@ def mean_gap_days(g: Groups) -> np.ndarray:
 @feature("activity", "Median days between consecutive completed orders; NaN with one order.")
 def median_gap_days(g: Groups) -> np.ndarray:
     same = np.diff(g.c_code) == 0
-    gaps = np.diff(g.c_day)[same].astype(np.float64)
+    gaps = np.diff(g.c_day)[same]  # whole days >= 0, customers in order
     code = g.c_code[1:][same]
-    order = np.lexsort((gaps, code))
-    gaps = gaps[order]
+    # Sort each customer's gaps: one sort of (customer, gap) packed in an int64.
+    width = int(gaps.max()) + 1 if gaps.size else 1
+    gaps = (np.sort(code.astype(np.int64) * width + gaps) % width).astype(np.float64)
     k = np.bincount(code, minlength=g.n)
     start = np.cumsum(k) - k
     has = k > 0
@@ -373,7 +477,7 @@ def aov_last3_vs_before(g: Groups) -> np.ndarray:
 
 # --- price ------------------------------------------------------------------------------------
 def _discounted(g: Groups) -> np.ndarray:
-    return g.money("discount_amount")[g.c_pos] > 0
+    return g.once("discounted", lambda: g.money("discount_amount")[g.c_pos] > 0)
 
 
 @feature("price", "Share of completed orders with discount_amount > 0.", ("discount_amount",))
@@ -423,9 +527,12 @@ def discount_share_drop(g: Groups) -> np.ndarray:
 
 # --- logistics --------------------------------------------------------------------------------
 def _timed(g: Groups) -> tuple[np.ndarray, np.ndarray]:
-    delivery, promised = g.col("delivery_days"), g.col("promised_days")
-    both = ~np.isnan(delivery) & ~np.isnan(promised)
-    return both, both & (delivery > promised)
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        delivery, promised = g.col("delivery_days"), g.col("promised_days")
+        both = ~np.isnan(delivery) & ~np.isnan(promised)
+        return both, both & (delivery > promised)
+
+    return g.once("timed", compute)
 
 
 @feature("logistics", "Mean delivery_days over orders (any status) that have it.",
@@ -520,7 +627,7 @@ def return_rate(g: Groups) -> np.ndarray:
 
 def _reviewed(g: Groups) -> tuple[np.ndarray, np.ndarray]:
     score = g.col("review_score")
-    return score, ~np.isnan(score)
+    return score, g.once("reviewed", lambda: ~np.isnan(score))
 
 
 @feature("product", "Mean review_score (1-5) over orders (any status) that have one.",
@@ -620,7 +727,7 @@ LAST_ORDER_LEAD_DAYS = 10
 
 def _after_last(g: Groups) -> np.ndarray:
     """Return per order (group order) True when it comes after the customer's last completed one."""
-    return np.arange(g.code.size) > g.c_last[g.code]
+    return g.once("after_last", lambda: np.arange(g.code.size) > g.c_last[g.code])
 
 
 @feature("service", """Cancelled or payment_failed orders placed after the last completed order
@@ -738,20 +845,32 @@ def _mode(g: Groups, column: str) -> np.ndarray:
     out = np.full(g.n, None, dtype=object)
     if column not in g.columns:
         return out
-    vcode, uniques = pd.factorize(g._orders[column])
-    vcode = vcode[g.rows]
-    has = vcode >= 0
-    if not has.any():
+    vcode, uniques = g.history.text(column)
+    values = np.asarray(uniques, dtype=object)
+    vcode = vcode[g.pos]
+    has = np.flatnonzero(vcode >= 0)  # rows are time-sorted: larger index = later
+    if not has.size:
         return out
-    key = g.code[has].astype(np.int64) * len(uniques) + vcode[has]
+    code, vcode = g.code[has], vcode[has]
+    # Most customers use one value only: their mode needs no counting.
+    starts = np.flatnonzero(np.r_[True, np.diff(code) != 0])
+    lo, hi = np.minimum.reduceat(vcode, starts), np.maximum.reduceat(vcode, starts)
+    single = lo == hi
+    out[code[starts[single]]] = values[lo[single]]
+    mixed = np.repeat(~single, np.diff(np.r_[starts, code.size]))
+    if not mixed.any():
+        return out
+    latest_row = np.flatnonzero(mixed)
+    code, vcode = code[mixed], vcode[mixed]
+    key = code * len(values) + vcode
     keys, inverse = np.unique(key, return_inverse=True)
     counts = np.bincount(inverse)
-    latest = np.zeros(keys.size, dtype=np.int64)  # rows are time-sorted: larger index = later
-    np.maximum.at(latest, inverse, np.flatnonzero(has))
-    kcode = keys // len(uniques)
+    latest = np.zeros(keys.size, dtype=np.int64)
+    np.maximum.at(latest, inverse, latest_row)
+    kcode = keys // len(values)
     pick = np.lexsort((latest, counts, kcode))
     best = pick[np.r_[np.diff(kcode[pick]) != 0, True]]  # last (best) key of each customer
-    out[kcode[best]] = np.asarray(uniques, dtype=object)[keys[best] % len(uniques)]
+    out[kcode[best]] = values[keys[best] % len(values)]
     return out
 
 
@@ -813,7 +932,11 @@ def build(orders: pd.DataFrame, as_of: pd.Timestamp, *, events: pd.DataFrame | N
     ConfigError
         ``recency_edges`` or ``frequency_edges`` is not 4 increasing numbers.
     """
-    g = Groups(orders, as_of, events, config)
+    return History(orders, events=events, config=config).build(as_of)
+
+
+def frame(g: Groups) -> pd.DataFrame:
+    """Return the features frame of grouped orders (the frame :func:`build` returns)."""
     available = g.columns | g.event_columns
     values: dict[str, object] = {}
     for name, feat in FEATURES.items():

@@ -61,15 +61,15 @@ BTYD_OUTPUTS = ("expected_days_to_next_order", "predicted_value_12m")
 
 log = logging.getLogger("churnctl")
 
+# XGBoost's OpenMP threads sleep while they wait for each other instead of spinning: spinning
+# threads on a 2-core machine shared with other work made a 2-thread fit 4x slower than one
+# thread (measured at load average 8: 56 s against 13 s; sleeping: 10-13 s).  Set before
+# XGBoost (loaded on first use in the fits below) starts its thread pool; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 
 # --- labels and snapshots -----------------------------------------------------------------
-def _completed(orders: pd.DataFrame) -> pd.DataFrame:
-    """Return the purchases: completed orders (every order when there is no status column)."""
-    if "status" not in orders.columns:
-        return orders
-    return orders[orders["status"].astype(object).eq(COMPLETED).to_numpy(dtype=bool)]
-
-
 def labels(orders: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp, horizon_days: int) -> pd.Series:
     """Return one bool per customer in ``customers``: True when the customer churned.
 
@@ -95,15 +95,42 @@ def labels(orders: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp, horiz
     """
     start = day_end(as_of)
     end = start + pd.Timedelta(days=int(horizon_days))
-    done = _completed(orders)
-    when = done["order_date"]
-    buyers = done.loc[((when >= start) & (when < end)).to_numpy(dtype=bool), "customer_id"]
-    churned = ~pd.Index(customers).isin(pd.unique(buyers.astype(object).to_numpy()))
-    return pd.Series(churned, index=pd.Index(customers, name="customer_id"), name="churned")
+    when = orders["order_date"]
+    bought = (when >= start) & (when < end)
+    if "status" in orders.columns:
+        bought &= orders["status"] == COMPLETED
+    bought = bought.to_numpy(dtype=bool, na_value=False)
+    buyers = pd.Index(pd.unique(orders["customer_id"][bought]))
+    customers = pd.Index(customers, name="customer_id")
+    churned = buyers.get_indexer_for(customers) < 0 if len(buyers) else np.ones(len(customers), dtype=bool)
+    return pd.Series(churned, index=customers, name="churned")
+
+
+def _snapshot_labels(history: _features.History, groups: _features.Groups, horizon_days: int) -> np.ndarray:
+    """Return :func:`labels` of the customers of ``groups`` from the history, vectorised.
+
+    The history's completed orders are sorted by (customer, day), so one ``searchsorted`` per
+    customer finds the first purchase on or after the day after as_of.
+    """
+    done = history.done
+    cust, day = history.cust[done], history.day[done]
+    if cust.size == 0:
+        return np.ones(groups.n, dtype=bool)
+    lo_day = int(day.min())
+    span = int(day.max()) - lo_day + 1
+    key = cust * span + (day - lo_day)
+    first = groups.as_of_day + 1  # day_end(as_of) is the start of the next day
+    lo = np.clip(first - lo_day, 0, span)
+    hi = np.clip(first + int(horizon_days) - lo_day, 0, span)
+    base = groups.base_code * span
+    at = np.searchsorted(key, base + lo, side="left")
+    found = np.minimum(at, key.size - 1)
+    return ~((at < key.size) & (key[found] < base + hi))
 
 
 def add_btyd(
-    frame: pd.DataFrame, orders: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int
+    frame: pd.DataFrame, orders: pd.DataFrame | None, as_of: pd.Timestamp, horizon_days: int,
+    *, summary: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, str | None]:
     """Return ``frame`` with the BG/NBD columns added, and None; or ``frame`` unchanged and why not.
 
@@ -113,17 +140,25 @@ def add_btyd(
     irregular for the fit (``btyd`` raises TrainingError, e.g. below ~300 customers) is not
     an error: the frame comes back without the columns together with the reason, and the
     caller logs it (the model then trains without these features, and scoring falls back to
-    the documented predicted value).
+    the documented predicted value).  ``summary``: ``btyd.summary(orders, as_of)`` when the
+    caller already has it (``orders`` is then not read).
     """
     as_of = as_of_timestamp(as_of)
     try:
-        summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
+        if summary is None:
+            summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
         fitted = _btyd.fit(orders, as_of, precomputed=summary)
         pred = _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary)
     except (TrainingError, InputError) as exc:
         return frame, str(exc)
-    pred = pred.reindex(frame.index)
+    if not pred.index.equals(frame.index):
+        pred = pred.reindex(frame.index)
     return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)}), None
+
+
+def _purchase_summary(groups: _features.Groups) -> pd.DataFrame:
+    """Return ``btyd.summary`` at the groups' as-of date from their completed orders."""
+    return _btyd.purchase_summary(groups.ids, groups.c_code, groups.c_day, groups.c_amount, groups.as_of_day)
 
 
 def scoring_features(
@@ -136,10 +171,11 @@ def scoring_features(
     still scores; ``predicted_value_12m`` then falls back (``scoring.predicted_value``).
     """
     as_of = as_of_timestamp(as_of)
-    frame = _features.build(orders, as_of, events=events, config=config.features)
+    groups = _features.History(orders, events=events, config=config.features).at(as_of)
+    frame = _features.frame(groups)
     if frame.empty or not config.model.btyd_features:
         return frame
-    out, why = add_btyd(frame, orders, as_of, config.horizon_days)
+    out, why = add_btyd(frame, orders, as_of, config.horizon_days, summary=_purchase_summary(groups))
     if why:
         log.info("features BG/NBD not available, its features are left empty (%s)", why)
         out = frame.assign(**{c: np.nan for c in BTYD_FEATURES})
@@ -184,33 +220,26 @@ def build_training_set(
     if config.model.snapshot_step_days < 1:
         raise ConfigError(f"model.snapshot_step_days is {config.model.snapshot_step_days}: must be at least 1")
     cutoffs = snapshot_cutoffs(as_of, config.horizon_days, config.model.snapshots, config.model.snapshot_step_days)
-    # Nothing after day D may leak in, whatever the caller passed.
-    orders = orders[(orders["order_date"] < day_end(as_of)).to_numpy(dtype=bool)]
-    done = _completed(orders)
+    # Nothing after day D may leak in, whatever the caller passed: the history ends at D.  It
+    # sorts the orders by customer and time once; each snapshot is a cut of it.
+    history = _features.History(orders, events=events, config=config.features, until=as_of)
     frames = []
     btyd_failed: str | None = None
     for cutoff in reversed(cutoffs):
-        end = day_end(cutoff)
-        active = pd.unique(done.loc[(done["order_date"] < end).to_numpy(dtype=bool), "customer_id"].astype(object))
-        if len(active) == 0:
+        groups = history.at(cutoff)  # orders and events before day_end(cutoff) only
+        if groups.n == 0:
             continue
-        cut = orders[(orders["order_date"] < end).to_numpy(dtype=bool)]
-        cut_events = None
-        if events is not None:
-            cut_events = events[(events["event_time"] < end).to_numpy(dtype=bool)]
-        feats = _features.build(cut, cutoff, events=cut_events, config=config.features)
-        feats = feats[feats.index.isin(active)]
-        if feats.empty:
-            continue
+        feats = _features.frame(groups)
         if config.model.btyd_features:
-            feats, why = add_btyd(feats, cut, cutoff, config.horizon_days)
+            feats, why = add_btyd(feats, None, cutoff, config.horizon_days, summary=_purchase_summary(groups))
             if why:
                 btyd_failed = btyd_failed or f"{cutoff.date()}: {why}"
-        feats = feats.assign(snapshot=cutoff, churned=labels(orders, feats.index, cutoff, config.horizon_days).to_numpy())
+        feats = feats.assign(snapshot=cutoff, churned=_snapshot_labels(history, groups, config.horizon_days))
         frames.append(feats)
     if len(frames) < 2:
-        first = done["order_date"].min()
-        since = "no completed orders" if pd.isna(first) else f"completed orders start on {first.date()}"
+        done = history.time[history.done]
+        first = pd.Timestamp(done.min()) if done.size else None
+        since = "no completed orders" if first is None else f"completed orders start on {first.date()}"
         raise TrainingError(
             f"only {len(frames)} of {len(cutoffs)} snapshots (every {config.model.snapshot_step_days} days back from "
             f"{cutoffs[0].date()} = as-of minus horizon_days {config.horizon_days}) have customers, and {since}; "
@@ -424,6 +453,14 @@ class ChurnModel:
         return pd.DataFrame(values, index=X.index, columns=columns)
 
 
+def fit_threads(config: Config) -> int:
+    """Return the XGBoost fitting threads: ``model.threads``, or every core when it is 0."""
+    threads = config.model.threads
+    if threads < 0:
+        raise ConfigError(f"model.threads is {threads}: use 0 (every core) or a positive number")
+    return threads or os.cpu_count() or 1
+
+
 def _make_estimator(algo: str, config: Config) -> Any:
     if algo == "xgboost":
         from xgboost import XGBClassifier
@@ -441,9 +478,9 @@ def _make_estimator(algo: str, config: Config) -> Any:
             objective="binary:logistic",
             eval_metric="logloss",
             random_state=config.seed,
-            # One thread: multi-threaded hist sketches depend on how rows split across
-            # threads, so the same data and seed would give other trees on another machine.
-            n_jobs=1,
+            # The same data, seed and thread count give the same trees (tested); another
+            # thread count may round histogram sums differently and give other trees.
+            n_jobs=fit_threads(config),
         )
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -456,30 +493,54 @@ def _make_estimator(algo: str, config: Config) -> Any:
     ])
 
 
-def _customer_cross_margin(algo, config, columns, train_part, y_train, valid_part, margin) -> np.ndarray:
+def _fit_xgboost(config: Config, x: np.ndarray, y: np.ndarray, *, ref: Any = None) -> tuple[Any, Any]:
+    """Return an XGBClassifier fitted on ``x, y`` as ``XGBClassifier.fit`` fits it, and its data.
+
+    The data is XGBoost's binned matrix (``QuantileDMatrix``); with ``ref`` (another fit's
+    data) it reuses that one's bin edges instead of sketching ``x`` again.
+    """
+    import xgboost
+
+    est = _make_estimator("xgboost", config)
+    data = xgboost.QuantileDMatrix(x, label=y, missing=np.nan, nthread=est.n_jobs, max_bin=est.max_bin, ref=ref)
+    booster = xgboost.train(est.get_xgb_params(), data, num_boost_round=est.get_num_boosting_rounds())
+    est.load_model(bytearray(booster.save_raw("ubj")))
+    return est, data
+
+
+def _xgb_margin(estimator: Any, x: np.ndarray) -> np.ndarray:
+    """Return the raw margins of a fitted XGBClassifier on a feature matrix."""
+    import xgboost
+
+    if len(x) == 0:
+        return np.zeros(0)
+    booster = estimator.get_booster()
+    booster.set_param({"nthread": os.cpu_count() or 1})  # per-row predictions: thread count is harmless
+    return booster.predict(xgboost.DMatrix(x, missing=np.nan), output_margin=True).astype(np.float64)
+
+
+def _customer_cross_margin(config, train_index, x_train, y_train, valid_index, x_valid, margin, ref=None) -> np.ndarray:
     """Return validation margins from models that never saw the customer in training.
 
     The snapshots hold the same customers 30 days apart with overlapping label windows, so the
     full model has partly memorised the validation customers: its validation margins look more
     reliable than margins on new dates, and a calibrator fitted on them is overconfident.  Two
     models, each fitted on the training rows of one half of the customers (stable hash), score
-    the other half; the calibrator and the reported metrics use those margins.
+    the other half; the calibrator and the reported metrics use those margins.  Together they
+    cost one more full fit; with ``ref`` (the full model's data) they reuse its bin edges.
     """
-    train_fold = _folds(train_part.index)
-    valid_fold = _folds(valid_part.index)
+    train_fold = _folds(train_index)
+    valid_fold = _folds(valid_index)
     out = margin.copy()
-    x_train = _matrix(train_part, columns)
     for k in (0, 1):
         own = train_fold == k
         y_k = y_train[own]
         if own.sum() < 2 or y_k.all() or not y_k.any():
             return margin  # a half without both classes: keep the full model's margins
-        est = _make_estimator(algo, config)
-        est.fit(x_train[own], y_k.astype(np.int64))
-        half = ChurnModel(algo, est, Calibrator("none"), columns, meta={})
+        est, _ = _fit_xgboost(config, x_train[own], y_k.astype(np.int64), ref=ref)
         other = valid_fold != k
         if other.any():
-            out[other] = half.raw_margin(valid_part[other])
+            out[other] = _xgb_margin(est, x_valid[other])
     return out
 
 
@@ -562,12 +623,22 @@ def fit(
     _check_classes(y_train, f"the training snapshots {_date(order[0])}..{_date(order[-2])}", minimum)
     _check_classes(y_valid, f"the validation snapshot {_date(valid_at)}", minimum)
 
-    estimator = _make_estimator(algo, config)
-    estimator.fit(_matrix(train_part, columns), y_train.astype(np.int64))
-    fitted = ChurnModel(algo, estimator, Calibrator(method), columns, meta={})
-    margin = fitted.raw_margin(valid_part)
     if algo == "xgboost":
-        margin = _customer_cross_margin(algo, config, columns, train_part, y_train, valid_part, margin)
+        # One float32 matrix (what XGBoost bins anyway), split by rows: no copy of the frame.
+        x = training_set.loc[:, columns].to_numpy(dtype=np.float32, na_value=np.nan)
+        x_train, x_valid = x[~is_valid], x[is_valid]
+        del x
+        estimator, data = _fit_xgboost(config, x_train, y_train.astype(np.int64))
+        margin = _xgb_margin(estimator, x_valid)
+        margin = _customer_cross_margin(config, train_part.index, x_train, y_train, valid_part.index, x_valid,
+                                        margin, ref=data)
+        del data, x_train, x_valid
+    else:
+        estimator = _make_estimator(algo, config)
+        estimator.fit(_matrix(train_part, columns), y_train.astype(np.int64))
+    fitted = ChurnModel(algo, estimator, Calibrator(method), columns, meta={})
+    if algo != "xgboost":
+        margin = fitted.raw_margin(valid_part)
 
     # Honest calibrated scores: each half of the held-out snapshot calibrated on the other.
     folds = _folds(valid_part.index)

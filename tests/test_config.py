@@ -28,6 +28,13 @@ def test_file_overrides_only_what_it_names(tmp_path):
     assert cfg.model.snapshots == Config().model.snapshots
 
 
+def test_model_threads_default_and_override(tmp_path):
+    assert Config().model.threads == 0  # every core
+    assert load_config(write(tmp_path, "model:\n  threads: 1\n")).model.threads == 1
+    with pytest.raises(ConfigError, match=r"'model.threads' must be a whole number"):
+        load_config(write(tmp_path, "model:\n  threads: all\n"))
+
+
 def test_unknown_key_suggests(tmp_path):
     p = write(tmp_path, "model:\n  snapshot: 3\n")
     with pytest.raises(ConfigError) as exc:

@@ -376,3 +376,47 @@ def test_dtypes(built):
     assert built["frequency"].dtype == np.int64
     assert built["late_share"].dtype == np.float64
     assert built["r_score"].dtype == np.int64
+
+
+# --- text columns as categoricals, one history for several dates -----------------------------
+TEXT_COLUMNS = ("currency", "status", "country", "channel", "category")
+
+
+def as_categories(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The frame with its text columns as pandas categoricals (categories in reverse order)."""
+    out = frame.copy()
+    for col in columns:
+        if col in out.columns:
+            values = sorted(out[col].dropna().unique(), reverse=True)
+            out[col] = pd.Categorical(out[col], categories=[*values, "never_used"])
+    return out
+
+
+def test_categorical_text_columns_give_the_same_frame(built):
+    orders = ORDERS.assign(channel=["web", "app", "web", "app", None, "app", "app", "app", "app",
+                                    "store", "store", "web", "web"],
+                           currency="EUR", category=["a", "b"] * 6 + ["a"])
+    expected = features.build(orders, AS_OF, events=EVENTS)
+    assert expected.loc["c1", "channel"] == "app"  # 2 web, 2 app: the latest wins
+    got = features.build(as_categories(orders, TEXT_COLUMNS), AS_OF,
+                         events=as_categories(EVENTS, ("event_type", "topic")))
+    assert_frame_equal(got, expected)
+    assert got["country"].dtype == expected["country"].dtype == orders["customer_id"].dtype
+    # customer ids as a categorical too: same rows, same (text) index
+    ids = as_categories(orders, (*TEXT_COLUMNS, "customer_id"))
+    assert_frame_equal(features.build(ids, AS_OF, events=EVENTS), expected)
+
+
+def test_history_cut_at_each_date_equals_a_build_on_the_cut_data():
+    history = features.History(ORDERS, events=EVENTS)
+    for day in ("2023-12-02", "2024-02-10", "2024-03-31", "2024-04-30"):
+        as_of = pd.Timestamp(day)
+        end = schema.day_end(as_of)
+        expected = features.build(ORDERS[ORDERS["order_date"] < end], as_of,
+                                  events=EVENTS[EVENTS["event_time"] < end])
+        assert_frame_equal(history.build(as_of), expected)
+    # `until` drops everything after it up front: a later date sees nothing more
+    early = features.History(ORDERS, events=EVENTS, until=AS_OF)
+    assert "c4" not in early.build(pd.Timestamp("2024-04-30")).index
+    assert_frame_equal(early.build(pd.Timestamp("2024-04-30")).drop(columns="m_score"),
+                       history.build(pd.Timestamp("2024-04-30")).drop(index="c4", columns="m_score"))

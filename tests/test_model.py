@@ -122,22 +122,7 @@ def test_snapshot_cutoffs_arithmetic():
     assert day_end(got[0]) + pd.Timedelta(days=90) == day_end(pd.Timestamp("2024-06-30"))
 
 
-@pytest.fixture
-def stand_in_build(monkeypatch):
-    """Replace features.build by a tiny one that records what it was given."""
-    seen = []
-
-    def build(orders, as_of, *, events=None, config=None):
-        seen.append((as_of, orders["order_date"].max(), None if events is None else events["event_time"].max()))
-        last = orders.groupby("customer_id")["order_date"].max()
-        return pd.DataFrame({"recency_days": (as_of - last).dt.days.astype(float)},
-                            index=pd.Index(last.index, name="customer_id"))
-
-    monkeypatch.setattr(features, "build", build)
-    return seen
-
-
-def test_training_set_cuts_data_and_labels_each_snapshot(stand_in_build):
+def test_training_set_cuts_data_and_labels_each_snapshot():
     orders = orders_of([
         ("a", "2024-08-01", "completed"), ("a", "2024-10-20", "completed"),
         ("b", "2024-09-10", "completed"),
@@ -156,15 +141,48 @@ def test_training_set_cuts_data_and_labels_each_snapshot(stand_in_build):
     }
     assert got.index.name == "customer_id"
     assert got.loc[got["snapshot"] == pd.Timestamp("2024-08-03"), "recency_days"].tolist() == [2.0, 19.0]
-    for cutoff, last_order, last_event in stand_in_build:
-        assert last_order < day_end(cutoff)
-        assert last_event is None or pd.isna(last_event) or last_event < day_end(cutoff)
+    assert got.loc[got["snapshot"] == pd.Timestamp("2024-08-03"), "opens_90d"].tolist() == [1, 0]
 
 
-def test_training_set_needs_two_snapshots_with_customers(stand_in_build):
+def test_snapshot_features_see_nothing_after_their_cutoff():
+    """Each snapshot equals features.build on the data cut at the cutoff; later data moves labels only."""
+    orders = synth_orders(n=120, seed=4)
+    cfg = config(snapshots=4, btyd_features=False)
+    got = model.build_training_set(orders, AS_OF, cfg)
+    cutoffs = model.snapshot_cutoffs(AS_OF, cfg.horizon_days, 4, cfg.model.snapshot_step_days)
+    for cutoff in cutoffs:
+        part = got[got["snapshot"] == cutoff].drop(columns=["snapshot", "churned"])
+        cut = orders[orders["order_date"] < day_end(cutoff)]
+        pd.testing.assert_frame_equal(part, features.build(cut, cutoff))
+        churned = got.loc[got["snapshot"] == cutoff, "churned"]
+        assert churned.tolist() == model.labels(orders, part.index, cutoff, cfg.horizon_days).tolist()
+    # Poison everything after the earliest cutoff's day: its features must not move.
+    first = cutoffs[-1]
+    later = orders["order_date"] >= day_end(first)
+    poisoned = orders.assign(amount=np.where(later, 1e6, orders["amount"]),
+                             delivery_days=np.where(later, 99.0, orders["delivery_days"]))
+    again = model.build_training_set(poisoned, AS_OF, cfg)
+    pd.testing.assert_frame_equal(again[again["snapshot"] == first], got[got["snapshot"] == first])
+    assert not again.equals(got)
+
+
+def test_training_set_needs_two_snapshots_with_customers():
     orders = orders_of([("d", "2024-07-15", "completed")])
     with pytest.raises(TrainingError, match=r"only 1 of 3 snapshots .* need at least 2"):
         model.build_training_set(orders, pd.Timestamp("2024-10-31"), config(snapshots=3))
+
+
+def test_categorical_text_columns_train_the_same_model():
+    orders = synth_orders(n=300, seed=3).assign(channel="web", currency="USD", country="DE")
+    orders.loc[orders.index % 3 == 0, "channel"] = "app"
+    cats = orders.copy()
+    for col in ("status", "channel", "currency", "country"):
+        cats[col] = cats[col].astype("category")
+    cfg = config(snapshots=4)
+    pd.testing.assert_frame_equal(model.build_training_set(cats, AS_OF, cfg), model.build_training_set(orders, AS_OF, cfg))
+    pd.testing.assert_frame_equal(model.scoring_features(cats, AS_OF, cfg), model.scoring_features(orders, AS_OF, cfg))
+    assert model.labels(cats, pd.Index(["c0001", "c0002"]), AS_OF - pd.Timedelta(days=90), 90).equals(
+        model.labels(orders, pd.Index(["c0001", "c0002"]), AS_OF - pd.Timedelta(days=90), 90))
 
 
 # --- training -----------------------------------------------------------------------------
@@ -228,6 +246,29 @@ def test_training_is_deterministic():
     assert one.predict_proba(frame).tobytes() == two.predict_proba(frame).tobytes()
     assert one.contributions(frame).equals(two.contributions(frame))
     assert one.meta["metrics"] == two.meta["metrics"]
+
+
+def test_two_thread_training_is_reproducible(tmp_path):
+    orders = synth_orders(n=300, seed=3)
+    cfg = config(threads=2)
+    assert model._make_estimator("xgboost", cfg).get_params()["n_jobs"] == 2
+    one, two = model.train(orders, AS_OF, cfg), model.train(orders, AS_OF, cfg)
+    frame = model.scoring_features(orders, AS_OF, cfg)
+    assert one.predict_proba(frame).tobytes() == two.predict_proba(frame).tobytes()
+    assert one.estimator.get_booster().save_raw("ubj") == two.estimator.get_booster().save_raw("ubj")
+    assert one.meta["metrics"] == two.meta["metrics"]
+    # The saved files differ only by the training time in the metadata.
+    two.meta["created_at"] = one.meta["created_at"]
+    assert model.save(one, tmp_path / "one.joblib") == model.save(two, tmp_path / "two.joblib")
+
+
+def test_threads_default_to_every_core_and_must_not_be_negative():
+    import os
+
+    assert model.fit_threads(Config()) == (os.cpu_count() or 1)
+    assert model.fit_threads(config(threads=1)) == 1
+    with pytest.raises(ConfigError, match="model.threads is -1"):
+        model.fit(training_set(), AS_OF, config(threads=-1), feature_columns=COLUMNS)
 
 
 def test_too_few_churners_is_a_training_error():
@@ -388,8 +429,11 @@ def test_calibration_uses_margins_of_models_that_did_not_see_the_customer():
     valid = ts[ts["snapshot"] == ts["snapshot"].max()]
     full = fitted.raw_margin(valid)
     train = ts[ts["snapshot"] < ts["snapshot"].max()]
-    crossed = model._customer_cross_margin("xgboost", Config(), fitted.features, train,
-                                           train["churned"].to_numpy(dtype=bool), valid, full)
+    x_train, x_valid = (part[fitted.features].to_numpy(dtype=np.float32, na_value=np.nan) for part in (train, valid))
+    y_train = train["churned"].to_numpy(dtype=bool)
+    _, data = model._fit_xgboost(Config(), x_train, y_train.astype(np.int64))  # the full model's bins
+    crossed = model._customer_cross_margin(Config(), train.index, x_train, y_train, valid.index, x_valid, full,
+                                           ref=data)
     assert crossed.shape == full.shape and not np.allclose(crossed, full)
     # the calibrator was fitted on the crossed margins
     again = model.Calibrator("isotonic").fit(crossed, valid["churned"].to_numpy(dtype=bool))
