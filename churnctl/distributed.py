@@ -37,7 +37,6 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
-import functools
 import logging
 import os
 import tempfile
@@ -544,57 +543,16 @@ _QUOTE, _NL, _CR = 34, 10, 13
 
 
 @dataclasses.dataclass
-class _Kind:
-    """What a worker needs to ingest one input kind: the arguments of ``ingest._ingest_file``."""
-
-    kind: str
-    required: tuple
-    order: tuple
-    validate: Any
-    key: tuple | None
-    config: Any
-    mapping: Any = None
-    known_presets: dict | None = None
-
-    def file_args(self) -> tuple:
-        return (self.kind, self.required, self.order, self.validate, self.config, self.mapping,
-                self.known_presets)
-
-
-def _orders_kind(config: Any, base_currency: str, source: str | None) -> _Kind:
-    """The arguments ``ingest.load_orders`` passes to its per-file reader (same checks, same order)."""
-    from . import ingest, mappings, schema
-
-    base = base_currency.strip().upper()
-    rates = ingest._fx_rates(config, base)
-    if config.default_status not in schema.ORDER_STATUSES:
-        raise ConfigError(f"ingest.default_status: '{config.default_status}' is not one of "
-                          f"{', '.join(schema.ORDER_STATUSES)}")
-    if config.decimal not in (None, ".", ","):
-        raise ConfigError(f"ingest.decimal: must be '.' or ',', got {config.decimal!r}")
-    if config.identity not in mappings.IDENTITY_RULES:
-        raise ConfigError(f"ingest.identity: '{config.identity}' is not one of "
-                          f"{', '.join(mappings.IDENTITY_RULES)}")
-    table = ingest._fx_table(config, base)
-    source = source or config.source
-    mapping = mappings.resolve(source, config.mapping_dirs) if source else None
-    known = None if mapping else mappings.presets(config.mapping_dirs)
-    validate = functools.partial(ingest._validate_orders, config=config, rates=rates, table=table, base=base)
-    return _Kind("orders", tuple(schema.ORDER_REQUIRED), tuple(schema.ORDER_COLUMNS), validate,
-                 ("order_id",), config, mapping, known)
-
-
-@dataclasses.dataclass
 class _Part:
     """One ingest task's result: accepted rows (with ``__pos``/``__file``), rejects and counts."""
 
     frame: pd.DataFrame
-    rejects: pd.DataFrame | None
+    rejects: pd.DataFrame  # empty when none
     stats: Any  # ingest.FileStats
     had_rows: bool  # some record reached validation (else the frame is the empty placeholder)
 
 
-def _plan_file(spec: str, kind: _Kind, block_bytes: int) -> dict | None:
+def _plan_file(spec: str, kind: Any, block_bytes: int) -> dict | None:
     """Return how to cut a CSV file into byte ranges, or None to read it in one task.
 
     Only plain UTF-8 text files larger than ``block_bytes`` whose first line is the header
@@ -689,7 +647,7 @@ def _cuts(plan: dict, scans: list[dict], chunks: list[tuple[int, int]]) -> list[
     return [(p, e, off) for (p, off), e in zip(starts, bounds) if e > p]
 
 
-def byte_ranges(spec: str, kind: _Kind, block_bytes: int = INGEST_BLOCK_BYTES) -> list[tuple[int, int, int]] | None:
+def byte_ranges(spec: str, kind: Any, block_bytes: int = INGEST_BLOCK_BYTES) -> list[tuple[int, int, int]] | None:
     """Return the ``(start, end, line offset)`` ranges a file is cut into here, None when it is
     read whole (what the cluster does, computed in this process)."""
     plan = _plan_file(spec, kind, block_bytes)
@@ -699,18 +657,19 @@ def byte_ranges(spec: str, kind: _Kind, block_bytes: int = INGEST_BLOCK_BYTES) -
     return _cuts(plan, [_scan(spec, a, b, plan["delimiter"]) for a, b in chunks], chunks)
 
 
-def _empty_part(spec: str, kind: _Kind) -> _Part:
+def _empty_part(spec: str, kind: Any) -> Any:
+    """Return ``ingest.read_file``'s result for a range of blank lines only (no rows, no counts)."""
     from . import ingest
 
     frame = pd.DataFrame({c: pd.Series(dtype=object) for c in kind.required})
     stats = ingest.FileStats(file=spec, kind=kind.kind, read=0, accepted=0, rejected=0, collapsed=0,
                              rejected_by_reason={})
-    return _Part(frame, None, stats, False)
+    return ingest.Loaded(frame, pd.DataFrame(), [stats])
 
 
-def _ingest_part(spec: str, kind: _Kind, block: tuple | None, seq: int, file_index: int) -> _Part:
+def _ingest_part(spec: str, kind: Any, block: tuple | None, seq: int, file_index: int) -> _Part:
     """Ingest one whole file (``block`` None) or one byte range of it with the pandas engine's
-    reader (``ingest._ingest_file``), then number its rows and fix its names and line numbers.
+    reader (``ingest.read_file``), then number its rows and fix its names and line numbers.
 
     A range is written after the file's header to a temporary file and read as a file of its
     own; its reject lines are shifted by the records before it, so they are the whole file's.
@@ -718,8 +677,8 @@ def _ingest_part(spec: str, kind: _Kind, block: tuple | None, seq: int, file_ind
     from . import ingest
 
     if block is None:
-        result = ingest._ingest_file(spec, *kind.file_args())
-        frame, rejects, stats = result.frame, result.rejects, result.stats
+        result = ingest.read_file(spec, kind)
+        frame, rejects, stats = result.frame, result.rejects, result.stats[0]
     else:
         header, start, end, offset = block
         fd, tmp = tempfile.mkstemp(prefix="churnctl-", suffix=".csv")
@@ -735,7 +694,7 @@ def _ingest_part(spec: str, kind: _Kind, block: tuple | None, seq: int, file_ind
                     out.write(piece)
                     left -= len(piece)
             try:
-                result = ingest._ingest_file(tmp, *kind.file_args())
+                result = ingest.read_file(tmp, kind)
             except ChurnctlError as exc:
                 message = str(exc).replace(tmp, spec)
                 if message != f"{spec}: empty file (header but no rows)":
@@ -743,9 +702,9 @@ def _ingest_part(spec: str, kind: _Kind, block: tuple | None, seq: int, file_ind
                 result = _empty_part(spec, kind)  # blank lines only: the file's count decides
         finally:
             os.unlink(tmp)
-        frame, rejects, stats = result.frame, result.rejects, result.stats
+        frame, rejects, stats = result.frame, result.rejects, result.stats[0]
         stats.file = spec
-        if rejects is not None:
+        if len(rejects):
             rejects["file"] = spec
             rejects["line"] += offset
     had_rows = stats.read - stats.rejected_by_reason.get(ingest.FIELD_COUNT, 0) > 0
@@ -796,17 +755,36 @@ def _split_part(part: _Part, column: str, n: int, schema: pd.DataFrame) -> list[
     return split_by(_conform(part.frame, schema), column, n)
 
 
+def _union_categoricals(columns: list[pd.Series]) -> pd.Series:
+    """Return one categorical of ``columns`` with the union of their categories (sorted)."""
+    from pandas.api.types import union_categoricals
+
+    return pd.Series(union_categoricals([c.array for c in columns], sort_categories=True))
+
+
 def _concat(*pieces: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate pieces given in global order (their rows already are)."""
-    return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+    """Concatenate pieces given in global order (their rows already are).
+
+    Categorical columns get the union of the pieces' categories: ``pd.concat`` would turn
+    categoricals whose categories differ (other files, other ranges) into text.
+    """
+    if len(pieces) == 1:
+        return pieces[0]
+    out = pd.concat(pieces, ignore_index=True)
+    for col, dtype in pieces[0].dtypes.items():
+        if isinstance(dtype, pd.CategoricalDtype) and not isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = _union_categoricals([p[col] for p in pieces])
+    return out
 
 
 def _dedup_local(frame: pd.DataFrame, key: tuple | None) -> pd.DataFrame:
     """Drop earlier versions when every version of a key is in this partition (events, customers)."""
     from . import ingest
 
-    data = frame.drop(columns=[c for c in _HELPERS if c in frame])
-    dup = ingest._duplicated_last(data, key)
+    if key:
+        dup = ingest._duplicated_last(frame[key[0]], np.arange(len(frame)))
+    else:  # events: exact rows, as ``frame.duplicated(keep="last")`` in the pandas engine
+        dup = frame.drop(columns=[c for c in _HELPERS if c in frame]).duplicated(keep="last").to_numpy()
     return frame[~dup].reset_index(drop=True) if dup.any() else frame
 
 
@@ -822,7 +800,7 @@ def _losers(n: int, *pieces: pd.DataFrame) -> list[np.ndarray]:
     from . import ingest
 
     ids = pd.concat(pieces, ignore_index=True).sort_values(_POS, kind="stable", ignore_index=True)
-    dup = ingest._duplicated_last(ids, ("order_id",))
+    dup = ingest._duplicated_last(ids["order_id"], np.arange(len(ids)))
     gone = ids[dup]
     return [p[_POS].to_numpy() for p in split_by(gone, _PART, n)]
 
@@ -841,17 +819,37 @@ def _describe_part(frame: pd.DataFrame, files: list[str]) -> list[dict]:
     stats = [ingest.FileStats(file=f, kind="orders", read=0, accepted=0, rejected=0, collapsed=0,
                               rejected_by_reason={}) for f in files]
     if len(frame):
-        ingest._describe(frame, frame[_FILE].to_numpy(), stats)
+        ingest._describe([frame], np.arange(len(frame)), frame[_FILE].to_numpy(), stats)
     return [{"customers": s.customers, "merged": s.merged_customers, "first": s.first_date,
              "last": s.last_date, "currencies": s.currencies} for s in stats]
 
 
-def _file_counts(frame: pd.DataFrame, files: int) -> np.ndarray:
-    return np.bincount(frame[_FILE].to_numpy(), minlength=files)
+def _file_counts(frame: pd.DataFrame, files: int) -> tuple[np.ndarray, dict[str, pd.Index]]:
+    """Return the rows per input file and each categorical column's categories in use."""
+    used = {c: frame[c].cat.remove_unused_categories().cat.categories
+            for c, t in frame.dtypes.items() if isinstance(t, pd.CategoricalDtype)}
+    return np.bincount(frame[_FILE].to_numpy(), minlength=files), used
 
 
-def _strip(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop(columns=list(_HELPERS))
+def _used_categories(used: list[dict[str, pd.Index]]) -> dict[str, pd.CategoricalDtype]:
+    """Return the final dtype of each categorical column: the sorted union of the categories in
+    use in every partition (what ``ingest._align`` gives the pandas engine's frame)."""
+    from pandas.api.types import union_categoricals
+
+    out = {}
+    for col in used[0] if used else ():
+        empty = [pd.Categorical([], categories=u[col]) for u in used]
+        out[col] = pd.CategoricalDtype(union_categoricals(empty, sort_categories=True).categories)
+    return out
+
+
+def _with_categories(frame: pd.DataFrame, dtypes: dict[str, pd.CategoricalDtype]) -> pd.DataFrame:
+    """Return ``frame`` with the final categorical dtypes (same codes meaning in every partition)."""
+    return frame.assign(**{c: frame[c].cat.set_categories(t.categories) for c, t in dtypes.items()})
+
+
+def _strip(frame: pd.DataFrame, dtypes: dict[str, pd.CategoricalDtype] | None = None) -> pd.DataFrame:
+    return _with_categories(frame.drop(columns=list(_HELPERS)), dtypes or {})
 
 
 def _merge_stats(parts: list[_Part]) -> Any:
@@ -883,8 +881,9 @@ class Ingested:
     n: int
 
 
-def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = INGEST_BLOCK_BYTES) -> Ingested:
-    """Ingest ``paths`` on the cluster exactly as ``ingest._load`` does on one machine.
+def ingest_kind(c: Any, paths: Any, kind: Any, *, n: int, block_bytes: int = INGEST_BLOCK_BYTES) -> Ingested:
+    """Ingest ``paths`` on the cluster exactly as ``ingest.load_orders`` (``load_events``,
+    ``load_customers``) does on one machine.
 
     1. one task per input file, and per byte range of a large CSV file (:func:`_plan_file`,
        :func:`_scan`, :func:`_cuts`); each runs the pandas engine's reader and validation;
@@ -950,7 +949,7 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
             c.cancel([f for fs in futures for f in fs])
             raise InputError(f"{specs[i]}: empty file (header but no rows)")
         stats.append(s)
-        file_rejects = ingest._concat_rejects([p.rejects for p in got if p.rejects is not None])
+        file_rejects = _concat_rejects([p.rejects for p in got])
         if len(file_rejects) and s.rejected_by_reason.get(ingest.FIELD_COUNT):
             file_rejects = file_rejects.sort_values("line", kind="stable", ignore_index=True)
         if len(file_rejects):
@@ -979,7 +978,11 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
     else:
         final = [c.submit(_dedup_local, f, kind.key, pure=False) for f in by_customer]
     del by_customer
-    counts = np.sum(c.gather([c.submit(_file_counts, f, files, pure=False) for f in final]), axis=0)
+    counted = c.gather([c.submit(_file_counts, f, files, pure=False) for f in final])
+    counts = np.sum([k for k, _ in counted], axis=0)
+    dtypes = _used_categories([u for _, u in counted])
+    schema = schema.assign(**{col: pd.Series(dtype=t) for col, t in dtypes.items()})
+    final = [c.submit(_with_categories, f, dtypes, pure=False) for f in final]
     clock.append(time.perf_counter())
     for s, kept in zip(stats, counts):
         s.collapsed += s.accepted - int(kept)
@@ -991,8 +994,17 @@ def ingest_kind(c: Any, paths: Any, kind: _Kind, *, n: int, block_bytes: int = I
     clock.append(time.perf_counter())
     log.debug("dask ingest %s: %d tasks; read %.1fs, shuffle and de-duplicate %.1fs, gather %.1fs",
               kind.kind, sum(len(b) for b in blocks), *np.diff(clock))
-    loaded = ingest.Loaded(frame=frame, rejects=ingest._concat_rejects(rejects), stats=stats)
+    empty = next((p.rejects.iloc[:0] for got in summaries for p in got if "reason" in p.rejects), None)
+    loaded = ingest.Loaded(frame=frame, rejects=_concat_rejects(rejects, empty), stats=stats)
     return Ingested(loaded, partitions, n)
+
+
+def _concat_rejects(rejects: list[pd.DataFrame], empty: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return the rejects frames one after the other (``empty`` when there are none)."""
+    rejects = [r for r in rejects if len(r)]
+    if not rejects:
+        return empty if empty is not None else pd.DataFrame()
+    return pd.concat(rejects, ignore_index=True) if len(rejects) > 1 else rejects[0]
 
 
 def _describe_merge(stats: list, partials: list[list[dict]]) -> None:
@@ -1083,34 +1095,32 @@ class DaskEngine:
     def load_orders(self, paths: Any, config: Any, *, base_currency: str = "USD",
                     source: str | None = None) -> Any:
         """Return ``ingest.load_orders``'s result (frame, rejects, stats), computed on the cluster."""
-        kind = _orders_kind(config, base_currency, source)
+        from . import ingest
+
+        kind = ingest.reader("orders", config, base_currency=base_currency, source=source)
         self._n = max(_workers(self.client), -(-_input_bytes(paths) // BYTES_PER_PARTITION))
-        return self._load("orders", paths, kind)
+        return self._load("orders", paths, kind, lambda: ingest.load_orders(
+            paths, config, base_currency=base_currency, source=source))
 
     def load_events(self, paths: Any, config: Any) -> Any:
         """Return ``ingest.load_events``'s result, computed on the cluster."""
-        from . import ingest, schema
+        from . import ingest
 
-        kind = _Kind("events", tuple(schema.EVENT_REQUIRED), tuple(schema.EVENT_COLUMNS),
-                     ingest._validate_events, None, config)
-        return self._load("events", paths, kind)
+        return self._load("events", paths, ingest.reader("events", config),
+                          lambda: ingest.load_events(paths, config))
 
     def load_customers(self, paths: Any, config: Any) -> Any:
         """Return ``ingest.load_customers``'s result, computed on the cluster."""
-        from . import ingest, schema
-
-        kind = _Kind("customers", tuple(schema.CUSTOMER_REQUIRED), tuple(schema.CUSTOMER_COLUMNS),
-                     ingest._validate_customers, ("customer_id",), config)
-        return self._load("customers", paths, kind)
-
-    def _load(self, name: str, paths: Any, kind: _Kind) -> Any:
         from . import ingest
 
+        return self._load("customers", paths, ingest.reader("customers", config),
+                          lambda: ingest.load_customers(paths, config))
+
+    def _load(self, name: str, paths: Any, kind: Any, on_client: Any) -> Any:
         self._ingested.pop(name, None)
         if not _workers_see(self.client, paths):
             log.info("ingest   %s: read on this machine (the Dask workers do not see every input file)", name)
-            return ingest._load(paths, kind.kind, kind.required, kind.order, kind.validate, kind.key,
-                                kind.config, kind.mapping, kind.known_presets)
+            return on_client()
         n = self._n or _workers(self.client)
         got = ingest_kind(self.client, paths, kind, n=n, block_bytes=self.block_bytes or INGEST_BLOCK_BYTES)
         if name != "customers":  # customers are only used on the client (exports)

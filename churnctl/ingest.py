@@ -28,6 +28,7 @@ header as line 1; a value holding a quoted line break makes it the record number
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -1181,25 +1182,8 @@ def load_orders(paths: Sequence[Path | str], config: IngestConfig, *,
         An fx rate is not positive, the base currency's rate is not 1, or the default status
         is unknown.
     """
-    base = base_currency.strip().upper()
-    rates = _fx_rates(config, base)
-    if config.default_status not in schema.ORDER_STATUSES:
-        raise ConfigError(
-            f"ingest.default_status: '{config.default_status}' is not one of "
-            f"{', '.join(schema.ORDER_STATUSES)}"
-        )
-    if config.decimal not in (None, ".", ","):
-        raise ConfigError(f"ingest.decimal: must be '.' or ',', got {config.decimal!r}")
-    if config.identity not in mappings.IDENTITY_RULES:
-        raise ConfigError(f"ingest.identity: '{config.identity}' is not one of "
-                          f"{', '.join(mappings.IDENTITY_RULES)}")
-    table = _fx_table(config, base)
-    source = source or config.source
-    mapping = mappings.resolve(source, config.mapping_dirs) if source else None
-    known = None if mapping else mappings.presets(config.mapping_dirs)
-    return _load(paths, "orders", schema.ORDER_REQUIRED, schema.ORDER_COLUMNS,
-                 lambda raw, m: _validate_orders(raw, m, config, rates, table, base),
-                 key=("order_id",), config=config, mapping=mapping, known_presets=known)
+    r = reader("orders", config, base_currency=base_currency, source=source)
+    return _load(paths, r.kind, r.required, r.order, r.validate, r.key, r.config, r.mapping, r.known_presets)
 
 
 def load_events(paths: Sequence[Path | str], config: IngestConfig) -> Loaded:
@@ -1251,6 +1235,75 @@ def load_customers(paths: Sequence[Path | str], config: IngestConfig) -> Loaded:
     """
     return _load(paths, "customers", schema.CUSTOMER_REQUIRED, schema.CUSTOMER_COLUMNS,
                  _validate_customers, key=("customer_id",), config=config)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """How one input kind is read and validated (picklable: sent to Dask workers)."""
+
+    kind: str  # "orders" | "events" | "customers"
+    required: tuple
+    order: tuple  # canonical column order
+    validate: Callable
+    key: tuple | None  # de-duplication key (None: exact row)
+    config: IngestConfig
+    mapping: mappings.Mapping | None = None
+    known_presets: dict | None = None
+
+
+def reader(kind: str, config: IngestConfig, *, base_currency: str = "USD",
+           source: str | None = None) -> Reader:
+    """Return the :class:`Reader` of ``kind``: for orders, the checked fx rates, fx table, default
+    status, decimal mark, identity rule and mapping of :func:`load_orders`.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`load_orders` (same checks, same order).
+    """
+    if kind == "events":
+        return Reader(kind, tuple(schema.EVENT_REQUIRED), tuple(schema.EVENT_COLUMNS), _validate_events,
+                      None, config)
+    if kind == "customers":
+        return Reader(kind, tuple(schema.CUSTOMER_REQUIRED), tuple(schema.CUSTOMER_COLUMNS),
+                      _validate_customers, ("customer_id",), config)
+    if kind != "orders":
+        raise ValueError(f"unknown input kind {kind!r}")
+    base = base_currency.strip().upper()
+    rates = _fx_rates(config, base)
+    if config.default_status not in schema.ORDER_STATUSES:
+        raise ConfigError(
+            f"ingest.default_status: '{config.default_status}' is not one of "
+            f"{', '.join(schema.ORDER_STATUSES)}"
+        )
+    if config.decimal not in (None, ".", ","):
+        raise ConfigError(f"ingest.decimal: must be '.' or ',', got {config.decimal!r}")
+    if config.identity not in mappings.IDENTITY_RULES:
+        raise ConfigError(f"ingest.identity: '{config.identity}' is not one of "
+                          f"{', '.join(mappings.IDENTITY_RULES)}")
+    table = _fx_table(config, base)
+    source = source or config.source
+    mapping = mappings.resolve(source, config.mapping_dirs) if source else None
+    known = None if mapping else mappings.presets(config.mapping_dirs)
+    validate = functools.partial(_validate_orders, config=config, rates=rates, table=table, base=base)
+    return Reader("orders", tuple(schema.ORDER_REQUIRED), tuple(schema.ORDER_COLUMNS), validate,
+                  ("order_id",), config, mapping, known)
+
+
+def read_file(spec: str | Path, rd: Reader) -> Loaded:
+    """Return one file's accepted rows, its rejects and its counts, before combining files.
+
+    For engines that combine files themselves (the Dask engine reads byte ranges of a file
+    as files of their own).  The frame holds the accepted rows in file order, *not*
+    de-duplicated (``stats[0].accepted`` counts them; ``collapsed`` only counts merged line
+    items); categorical columns hold the categories of these rows.  The loaders' cross-file
+    step (latest version wins, ``collapsed``, customers and dates) is left to the caller.
+    """
+    result = _ingest_file(str(spec), rd.kind, rd.required, rd.order, rd.validate, rd.config,
+                          rd.mapping, rd.known_presets)
+    frame = _align(result.parts, rd.order, keep=None if result.valid.all() else result.valid)
+    rejects = result.rejects if result.rejects is not None else _concat_rejects([])
+    return Loaded(frame=frame, rejects=rejects, stats=[result.stats])
 
 
 def check_reject_fraction(stats: list[FileStats], max_fraction: float) -> None:

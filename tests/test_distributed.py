@@ -173,7 +173,9 @@ ORDERS_B = HEADER + (
 
 
 def _orders_kind():
-    return distributed._orders_kind(Config().ingest, "USD", None)
+    from churnctl import ingest
+
+    return ingest.reader("orders", Config().ingest)
 
 
 def _same_as_pandas(loader, paths, block_bytes, **kwargs):
@@ -202,6 +204,32 @@ def test_byte_ranges_end_at_record_ends_with_whole_file_line_offsets(tmp_path):
     starts = {a for a, _, _ in ranges}
     assert data.index(b"two\nlines") + 4 not in starts  # never just after a quoted line break
     assert data.index(b"a,b\nc") + 4 not in starts
+
+
+def test_read_file_returns_accepted_rows_not_yet_de_duplicated(tmp_path):
+    from churnctl import ingest
+
+    path = tmp_path / "a.csv"
+    path.write_text(ORDERS_A)
+    got = ingest.read_file(path, _orders_kind())
+    frame, [s] = got.frame, got.stats
+    # both versions of O1 and O2 are still there: combining files is the caller's job
+    assert frame["order_id"].tolist() == ["O1", "O2", "O1", "O7", "O2"]
+    assert (s.read, s.accepted, s.rejected, s.collapsed) == (9, 5, 4, 0)
+    assert got.rejects[["line", "reason"]].values.tolist() == [
+        [4, "negative amount"], [7, "unparsable date"], [8, "unparsable number"], [9, "wrong field count"]]
+    # categories of this file's accepted rows only ("toys" was on rejected rows)
+    assert frame["channel"].cat.categories.tolist() == ["app", "shop", "web"]
+    assert frame["category"].cat.categories.tolist() == ["books", 'say "hi"', "two\nlines"]
+
+
+def test_concat_unions_differing_categories():
+    a = pd.DataFrame({"channel": pd.Categorical(["web"]), "x": [1]})
+    b = pd.DataFrame({"channel": pd.Categorical(["app", "shop"]), "x": [2, 3]})
+    got = distributed._concat(a, b)
+    assert isinstance(got["channel"].dtype, pd.CategoricalDtype)
+    assert got["channel"].cat.categories.tolist() == ["app", "shop", "web"]
+    assert got["channel"].tolist() == ["web", "app", "shop"] and got["x"].tolist() == [1, 2, 3]
 
 
 def test_ingest_on_workers_equals_pandas_engine_known_answers(local_client, tmp_path):
@@ -323,10 +351,9 @@ def test_cli_score_engine_dask_writes_the_same_scores(local_client, small_sample
     # Each input is cut into several byte ranges, and the rows ingest left on the workers are
     # the ones features and scoring use (never sent again from the client).
     monkeypatch.setattr(distributed, "INGEST_BLOCK_BYTES", 64 << 10)
-    from churnctl import ingest, schema
+    from churnctl import ingest
 
-    events_kind = distributed._Kind("events", schema.EVENT_REQUIRED, schema.EVENT_COLUMNS,
-                                    ingest._validate_events, None, Config().ingest)
+    events_kind = ingest.reader("events", Config().ingest)
     for name, kind in (("orders.csv", _orders_kind()), ("events.csv", events_kind)):
         assert len(distributed.byte_ranges(str(small_sample / name), kind, 64 << 10)) >= 3
 
