@@ -107,9 +107,12 @@ def client(scheduler: str | None = None, *, n_workers: int | None = None, proces
             raise DaskUnavailable(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
     else:
         workers = n_workers or os.cpu_count() or 1
+        # One thread per worker process, and its compiled kernels (TreeSHAP, numba) and
+        # OpenMP (XGBoost) use one thread too: the workers already fill every core.
+        extra = {"env": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}} if processes else {}
         _CLUSTER = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=processes,
-            dashboard_address=None, silence_logs=logging.ERROR,
+            dashboard_address=None, silence_logs=logging.ERROR, **extra,
         )
         _CLIENT = Client(_CLUSTER)
     _ADDRESS = key

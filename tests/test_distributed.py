@@ -423,3 +423,15 @@ def test_cli_scheduler_needs_engine_dask(small_sample):
     ])
     assert result.exit_code == 2
     assert "--scheduler needs --engine dask" in result.output
+
+
+def test_local_worker_processes_run_kernels_on_one_thread_each():
+    """The LocalCluster's worker processes already fill the cores: numba and OpenMP use one thread."""
+    distributed.shutdown()
+    try:
+        c = distributed.client(None, n_workers=1)  # worker processes, as the CLI starts them
+        got = c.run(lambda: (__import__("os").environ.get("OMP_NUM_THREADS"),
+                             __import__("numba").get_num_threads()))
+        assert list(got.values()) == [("1", 1)]
+    finally:
+        distributed.shutdown()
