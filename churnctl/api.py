@@ -423,7 +423,14 @@ def _score(
         if eng is not None:
             feats = eng.scoring_features(inputs.orders, ts, config, events=inputs.events)
         else:
-            feats = model.scoring_features(inputs.orders, ts, config, events=inputs.events)
+            # The history holds every order column the features read: the orders frame (ids,
+            # emails, names as text: most of its memory) is released before the features are
+            # computed, which is where the run's memory peaks.
+            history = features.History(inputs.orders, events=inputs.events, config=config.features).detach()
+            inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
+            _release_memory()
+            feats = model.history_features(history, ts, config)
+            del history
         info["customers"] = len(feats)
         info["orders_after_as_of"] = after
     if feats.empty:

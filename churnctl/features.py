@@ -234,15 +234,36 @@ class History:
     def col(self, name: str) -> np.ndarray:
         """Return an order column as float64 in history order (computed once)."""
         if name not in self._cols:
+            if self._orders is None:
+                raise KeyError(f"order column '{name}' was not read before History.detach()")
             self._cols[name] = self._orders[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
         return self._cols[name]
 
     def text(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Return (code per order in history order, -1 when missing; values) of a text column."""
         if name not in self._texts:
+            if self._orders is None:
+                raise KeyError(f"order column '{name}' was not read before History.detach()")
             codes, values = _text_codes(self._orders[name])
             self._texts[name] = (codes[self.rows], values)
         return self._texts[name]
+
+    def detach(self) -> "History":
+        """Read now every order column the features use, then drop the orders frame; return self.
+
+        Until then the history reads columns from the frame on first use; after it, the caller
+        can release the frame (its text columns - ids, emails, names - are most of its memory)
+        before the features are computed.
+        """
+        if self._orders is not None:
+            for name in ("amount", *schema.ORDER_MONEY, "delivery_days", "promised_days", "review_score"):
+                if name in self.columns:
+                    self.col(name)
+            for name in ("country", "channel"):
+                if name in self.columns:
+                    self.text(name)
+            self._orders = None
+        return self
 
     def at(self, as_of: pd.Timestamp) -> "Groups":
         """Return the orders and events on or before ``as_of`` grouped by customer."""

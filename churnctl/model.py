@@ -170,12 +170,21 @@ def scoring_features(
     model features are NaN (the trees' learned default branch), so a model trained with them
     still scores; ``predicted_value_12m`` then falls back (``scoring.predicted_value``).
     """
+    return history_features(_features.History(orders, events=events, config=config.features), as_of, config)
+
+
+def history_features(history: _features.History, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
+    """Return :func:`scoring_features` from a ``features.History`` of the orders (and events).
+
+    With a detached history (``History.detach``) the caller may release the orders frame
+    before this call: the features and the BG/NBD fit read only the history.
+    """
     as_of = as_of_timestamp(as_of)
-    groups = _features.History(orders, events=events, config=config.features).at(as_of)
+    groups = history.at(as_of)
     frame = _features.frame(groups)
     if frame.empty or not config.model.btyd_features:
         return frame
-    out, why = add_btyd(frame, orders, as_of, config.horizon_days, summary=_purchase_summary(groups))
+    out, why = add_btyd(frame, None, as_of, config.horizon_days, summary=_purchase_summary(groups))
     if why:
         log.info("features BG/NBD not available, its features are left empty (%s)", why)
         out = frame.assign(**{c: np.nan for c in BTYD_FEATURES})

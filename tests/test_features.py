@@ -420,3 +420,14 @@ def test_history_cut_at_each_date_equals_a_build_on_the_cut_data():
     assert "c4" not in early.build(pd.Timestamp("2024-04-30")).index
     assert_frame_equal(early.build(pd.Timestamp("2024-04-30")).drop(columns="m_score"),
                        history.build(pd.Timestamp("2024-04-30")).drop(index="c4", columns="m_score"))
+
+
+def test_detached_history_gives_the_same_features_without_the_orders_frame(built):
+    """History.detach reads every used order column up front; the frame can then go."""
+    orders = ORDERS.copy()
+    history = features.History(orders, events=EVENTS).detach()
+    for column in list(orders.columns):  # empty the frame: the history must not need it
+        del orders[column]
+    assert_frame_equal(history.build(AS_OF), built)
+    with pytest.raises(KeyError, match="items"):
+        history.col("items")
