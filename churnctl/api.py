@@ -426,7 +426,7 @@ def _score(
             # The history holds every order column the features read: the orders frame (ids,
             # emails, names as text: most of its memory) is released before the features are
             # computed, which is where the run's memory peaks.
-            history = features.History(inputs.orders, events=inputs.events, config=config.features).detach()
+            history = features.History(inputs.orders, events=inputs.events, config=config.features).detach(once=True)
             inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
             _release_memory()
             feats = model.history_features(history, ts, config)

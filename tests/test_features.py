@@ -431,3 +431,7 @@ def test_detached_history_gives_the_same_features_without_the_orders_frame(built
     assert_frame_equal(history.build(AS_OF), built)
     with pytest.raises(KeyError, match="items"):
         history.col("items")
+    once = features.History(ORDERS, events=EVENTS).detach(once=True)
+    assert_frame_equal(once.build(AS_OF), built)  # each column handed to the groups, used once
+    with pytest.raises(KeyError, match="amount"):
+        once.col("amount")
