@@ -436,7 +436,8 @@ def _score(
     if feats.empty:
         raise InputError(f"no customer has a completed order on or before {ts.date()}: nothing to score")
     fitted.check_features(feats)
-    # The orders are not needed any more: free them (and Arrow's pool) before scoring.
+    # Before scoring, hand back what the features left behind (the pandas engine's history and
+    # groups; the orders themselves with the Dask engine) to the system, with Arrow's pool.
     inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
     _release_memory()
     delivery = feats["mean_delivery_days"].copy() if "mean_delivery_days" in feats.columns else None
