@@ -358,8 +358,91 @@ def _reindexed(s: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Serie
     return pd.Series(s.array.take(positions, allow_fill=True), index=index, name=s.name)
 
 
+def customer_codes(orders: pd.DataFrame) -> tuple[np.ndarray, Any]:
+    """Return (code per order, -1 without a customer id; the distinct ids as an Arrow array).
+
+    Codes number the ids in order of first appearance; one Arrow hash pass over the ids, shared
+    by the passes over the orders that group by customer (contacts, the report's tables).
+    """
+    import pyarrow as pa
+
+    ids = pa.array(orders["customer_id"].array, from_pandas=True)  # .array: see csvtext._column
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    enc = ids.dictionary_encode()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+    return codes, enc.dictionary
+
+
+def _latest(orders: pd.DataFrame, cols: list[str], codes: tuple[np.ndarray, Any]
+            ) -> tuple[np.ndarray, dict[str, pd.Series]]:
+    """Return, per customer of ``orders``, the latest non-blank value of each of ``cols`` (trimmed).
+
+    Returns (customer codes in group order, column -> values in that order). The same values,
+    in the same order, as sorting the orders by ``order_date`` (stable, missing dates last),
+    trimming the columns (blank -> missing) and taking ``groupby("customer_id", sort=False).last()``,
+    computed on integer customer codes (``codes``: :func:`customer_codes` of ``orders``): only
+    the winning values are trimmed (one per customer, not one per order), and a customer whose
+    latest value is blank falls back to the latest non-blank one.
+    """
+    n = len(orders)
+    codes, dictionary = codes
+    has_id = codes >= 0
+    m = len(dictionary)
+    # rank: each order's position in the stable date order (missing dates last).
+    rank = np.arange(n)
+    if "order_date" in orders and not orders["order_date"].is_monotonic_increasing:
+        when = orders["order_date"].to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+        when[when == np.iinfo(np.int64).min] = np.iinfo(np.int64).max  # NaT sorts last
+        order = np.argsort(when, kind="stable")
+        del when
+        rank = np.empty(n, dtype=np.intp)
+        rank[order] = np.arange(n)
+    else:
+        order = rank
+    # Groups in order of first appearance in date order, as groupby(sort=False) lists them.
+    first = np.full(m, n, dtype=np.intp)
+    np.minimum.at(first, codes[has_id], rank[has_id])
+    groups = np.argsort(first, kind="stable")[: int((first < n).sum())]
+
+    def latest(valid: np.ndarray) -> np.ndarray:
+        """Position (in date order) of each customer's latest order with ``valid``, -1 if none."""
+        best = np.full(m, -1, dtype=np.intp)
+        np.maximum.at(best, codes[valid], rank[valid])
+        return best
+
+    out = {}
+    for col in cols:
+        s = orders[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):  # blank categories are known up front
+            cat_ok = _clean_text(pd.Series(s.cat.categories)).notna().to_numpy()
+            cc = s.cat.codes.to_numpy()
+            valid = has_id & (cc >= 0)
+            valid[valid] = cat_ok[cc[valid]]
+        else:
+            valid = has_id & s.notna().to_numpy()
+        best = latest(valid)[groups]
+        value = _clean_text(pd.Series(s.array.take(np.where(best >= 0, order[np.maximum(best, 0)], -1),
+                                                   allow_fill=True), name=col))
+        # A blank latest value: leave the customer's blank values out and look again.
+        redo = np.flatnonzero((best >= 0) & value.isna().to_numpy())
+        while len(redo):
+            valid[order[best[redo]]] = False
+            stale = np.zeros(m, dtype=bool)
+            stale[groups[redo]] = True
+            again = latest(valid & stale[codes])[groups[redo]]
+            best[redo] = again
+            redo = redo[again >= 0]
+            fresh = _clean_text(pd.Series(s.array.take(order[best[redo]]), name=col))
+            value.iloc[redo] = fresh.to_numpy()
+            redo = redo[fresh.isna().to_numpy()]
+        out[col] = value
+    return groups, out
+
+
 def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config: ExportConfig,
-                   *, events: pd.DataFrame | None = None) -> pd.DataFrame:
+                   *, events: pd.DataFrame | None = None,
+                   codes: tuple[np.ndarray, Any] | None = None) -> pd.DataFrame:
     """Return one contact row per customer, indexed by ``customer_id``.
 
     Columns ``email, first_name, language, country`` (text) and ``marketing_consent,
@@ -370,25 +453,61 @@ def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config:
     * ``language``: the customers file, else ``config.country_languages[country]``, else
       ``config.default_language``.
     * ``events`` (optional): a customer with an ``unsubscribe`` event is ``unsubscribed``.
+    * ``codes`` (optional): :func:`customer_codes` of ``orders``, when the caller has them.
     """
-    parts: list[pd.DataFrame] = []
+    import pyarrow as pa
+
     cols = [c for c in ("email", "first_name", "country") if c in orders.columns]
+    latest = None
     if cols and len(orders):
-        sub = orders[["customer_id", *cols] + (["order_date"] if "order_date" in orders else [])]
-        if "order_date" in sub and not sub["order_date"].is_monotonic_increasing:
-            sub = sub.sort_values("order_date", kind="stable")
-        sub = sub.assign(**{c: _clean_text(sub[c]) for c in cols})
-        parts.append(sub.groupby("customer_id", sort=False)[cols].last())  # last non-missing
-    cust = None
+        codes = codes if codes is not None else customer_codes(orders)
+        latest = _latest(orders, cols, codes)
+    # Every customer once: the customers file first (its last row per id, in file order, as
+    # drop_duplicates(keep="last") keeps), then customers known from orders only, in the order
+    # the latest-values pass lists them. One Arrow hash pass codes both lists of ids.
+    chunks = []
     if customers is not None and "customer_id" in customers.columns:
-        cust = customers.drop_duplicates("customer_id", keep="last").set_index("customer_id")
-    # Every customer once, customers file first (first appearance wins), as drop_duplicates does.
-    index = _unique_ids([f.index for f in ([cust] if cust is not None else []) + parts])
+        chunks.append(pa.array(customers["customer_id"].array, type=pa.large_string(), from_pandas=True))
+    if latest is not None:
+        chunks.append(codes[1].take(pa.array(latest[0])).cast(pa.large_string()))
+    both = pa.chunked_array(chunks, type=pa.large_string()).combine_chunks().dictionary_encode()
+    k = len(both.dictionary)
+    ids = both.indices.fill_null(k).to_numpy(zero_copy_only=False).astype(np.intp)  # k: a missing id
+    cust = None
+    n_cust = 0
+    if customers is not None and "customer_id" in customers.columns:
+        rows = len(customers)
+        last = np.full(k + 1, -1, dtype=np.intp)
+        np.maximum.at(last, ids[:rows], np.arange(rows))
+        kept = np.sort(last[last >= 0])
+        frame = customers if len(kept) == rows else customers.iloc[kept]
+        cust = frame.set_index("customer_id")
+        n_cust = len(kept)
+        index_codes = ids[kept]
+    else:
+        index_codes = np.zeros(0, dtype=np.intp)
     from_orders = None
-    if parts:
-        at = _positions(index, parts[0].index)
-        from_orders = {col: _reindexed(parts[0][col], at, index) for col in parts[0].columns}
-    at_cust = _positions(index, cust.index) if cust is not None else None
+    if latest is not None:
+        group_codes = ids[len(ids) - len(latest[0]):]
+        seen = np.zeros(k + 1, dtype=bool)
+        seen[index_codes] = True
+        new = ~seen[group_codes]
+        position = np.full(k + 1, -1, dtype=np.intp)  # combined code -> position in the groups
+        position[group_codes] = np.arange(len(group_codes))
+        if n_cust:
+            index_codes = np.concatenate([index_codes, group_codes[new]])
+            at = position[index_codes]
+        else:
+            index_codes, at = group_codes, None
+    labels = both.dictionary.take(pa.array(index_codes, type=pa.int64(), mask=index_codes == k))  # k: null
+    index = pd.Index(labels.to_numpy(zero_copy_only=False), dtype=_TEXT, name="customer_id")
+    if latest is not None:
+        values = latest[1]
+        from_orders = {col: (v.set_axis(index) if at is None else _reindexed(v, at, index))
+                       for col, v in values.items()}
+    at_cust = None
+    if cust is not None:
+        at_cust = np.where(np.arange(len(index)) < n_cust, np.arange(len(index)), -1)
 
     def pick(col: str) -> pd.Series:
         base = (from_orders[col].astype(_TEXT) if from_orders is not None and col in from_orders

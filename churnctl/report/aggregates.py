@@ -56,12 +56,27 @@ def _completed_mask(orders: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
     return keep
 
 
-def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (sorted distinct keys, count of each): one sort (numpy 2.4's ``np.unique`` is
-    several times slower on large integer arrays)."""
+def _unique(keys: np.ndarray, size: int | None = None, *, counts: bool = True
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return (sorted distinct keys, count of each, or None when ``counts`` is False).
+
+    ``size``: the keys are known to be below it; when they are not negative and the range is
+    not much larger than the array, they are counted (or marked) in a table, with no sort.
+    Otherwise one sort (numpy 2.4's ``np.unique`` is several times slower on large integer
+    arrays).
+    """
+    if size is not None and len(keys) and int(keys.min()) >= 0:
+        if counts and size <= 4 * len(keys) + (1 << 20):
+            table = np.bincount(keys, minlength=size)
+            distinct = np.flatnonzero(table)
+            return distinct.astype(np.int64, copy=False), table[distinct]
+        if not counts and size <= 16 * len(keys) + (1 << 20):
+            mark = np.zeros(size, dtype=bool)
+            mark[keys] = True
+            return np.flatnonzero(mark).astype(np.int64, copy=False), None
     keys = np.sort(keys, kind="stable")
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.intp)
-    return keys[starts], np.diff(np.r_[starts, len(keys)])
+    return keys[starts], (np.diff(np.r_[starts, len(keys)]) if counts else None)
 
 
 def _codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.Index]:
@@ -74,6 +89,19 @@ def _codes(values: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, pd.Index]:
     enc = arr.filter(pa.array(keep)).dictionary_encode()
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, pd.Index(enc.dictionary.to_pandas(), dtype=values.dtype)
+
+
+def _dense(codes: tuple[np.ndarray, Any], keep: np.ndarray, dtype: Any) -> tuple[np.ndarray, pd.Index]:
+    """Return :func:`_codes` of the kept rows from the codes of all rows (``export.customer_codes``):
+    the kept rows' customers renumbered 0..k-1 (-1 stays missing), and those customers."""
+    import pyarrow as pa
+
+    all_codes, ids = codes
+    kept = all_codes[keep]
+    present = np.bincount(kept[kept >= 0], minlength=len(ids)) > 0
+    remap = np.full(len(ids) + 1, -1, dtype=np.int64)  # remap[-1]: missing stays -1
+    remap[np.flatnonzero(present)] = np.arange(int(present.sum()))
+    return remap[kept], pd.Index(ids.filter(pa.array(present)).to_pandas(), dtype=dtype)
 
 
 @dataclass
@@ -96,9 +124,13 @@ class _Purchases:
     first: np.ndarray
 
     @classmethod
-    def of(cls, orders: pd.DataFrame, as_of: pd.Timestamp) -> _Purchases:
+    def of(cls, orders: pd.DataFrame, as_of: pd.Timestamp, codes: tuple[np.ndarray, Any] | None = None
+           ) -> _Purchases:
         keep = _completed_mask(orders, as_of)
-        cust, customers = _codes(orders["customer_id"], keep)
+        if codes is not None:
+            cust, customers = _dense(codes, keep, orders["customer_id"].dtype)
+        else:
+            cust, customers = _codes(orders["customer_id"], keep)
         month = _month_number(orders["order_date"].to_numpy()[keep])
         amount = (orders["amount"].to_numpy(np.float64, na_value=np.nan)[keep] if "amount" in orders.columns
                   else np.zeros(len(month)))
@@ -106,7 +138,7 @@ class _Purchases:
         if len(month):
             base = int(month.min())
             span = int(month.max()) - base + 1
-            key, _ = _unique(cust * span + (month - base))
+            key, _ = _unique(cust * span + (month - base), (int(cust.max()) + 1) * span, counts=False)
             pair_cust, pair_month = key // span, key % span + base
             starts = np.flatnonzero(np.r_[True, pair_cust[1:] != pair_cust[:-1]])
             first = pair_month[starts]  # pairs are sorted: a customer's first month comes first
@@ -133,7 +165,7 @@ def _cohorts(p: _Purchases) -> pd.DataFrame:
     first = p.first[p.pair_cust]
     since = p.pair_month - first
     span = int(since.max()) + 1
-    key, counts = _unique((first - int(first.min())) * span + since)
+    key, counts = _unique((first - int(first.min())) * span + since, (int(first.max()) - int(first.min()) + 1) * span)
     return pd.DataFrame({
         "cohort_month": _month_label(key // span + int(first.min())),
         "months_since": (key % span).astype(np.int64),
@@ -191,11 +223,15 @@ def _category(p: _Purchases) -> pd.Series:
     rank = np.empty(len(names), dtype=np.int64)
     rank[np.argsort(names.to_numpy(dtype=object), kind="stable")] = np.arange(len(names))
     ncat = len(names)
-    key, counts = _unique(p.cust[present] * ncat + rank[codes[present]])
+    cust = p.cust[present]
+    key, counts = _unique(cust * ncat + rank[codes[present]], (int(cust.max()) + 1) * ncat)
     cust = key // ncat
-    # Per customer: the highest count, ties to the alphabetically first category.
-    order = np.lexsort((key % ncat, -counts, cust))
-    top = order[np.r_[True, cust[order][1:] != cust[order][:-1]]]
+    # Per customer: the highest count, ties to the alphabetically first category. The keys are
+    # sorted by customer, then category rank: the first row of a customer with its highest count.
+    starts = np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]])
+    highest = np.repeat(np.maximum.reduceat(counts, starts), np.diff(np.r_[starts, len(cust)]))
+    best = np.flatnonzero(counts == highest)
+    top = best[np.r_[True, cust[best][1:] != cust[best][:-1]]]
     alphabetical = names.to_numpy(dtype=object)[np.argsort(names.to_numpy(dtype=object), kind="stable")]
     return pd.Series(alphabetical[key[top] % ncat], index=p.customers[cust[top]], name="category")
 
@@ -322,9 +358,12 @@ class OrderTables:
 
 
 def from_orders(orders: pd.DataFrame, as_of: pd.Timestamp, *,
-                events: pd.DataFrame | None = None) -> OrderTables:
-    """Return the order-based tables (cohorts, monthly, input ranges, categories) in one pass."""
-    p = _Purchases.of(orders, as_of)
+                events: pd.DataFrame | None = None, codes: tuple[np.ndarray, Any] | None = None) -> OrderTables:
+    """Return the order-based tables (cohorts, monthly, input ranges, categories) in one pass.
+
+    ``codes`` (optional): the orders' customer codes and distinct ids as
+    ``export.customer_codes`` returns them (saves a hash pass over the ids)."""
+    p = _Purchases.of(orders, as_of, codes)
     return OrderTables(_cohorts(p), _monthly(p), input_ranges(orders, events), _category(p))
 
 
