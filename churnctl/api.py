@@ -415,8 +415,11 @@ def _score(
         # counts) is taken first, so the orders frame can be released before scoring, and these
         # passes over the orders do not add to the features' peak memory.
         orders_accepted = len(inputs.orders)
-        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events)
-        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events)
+        codes = export.customer_codes(inputs.orders)  # one hash pass over the ids for both
+        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
+                                         codes=codes)
+        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events, codes=codes)
+        del codes
         info["contacts"] = len(contacts)
     with timer.stage("features") as info:
         after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
