@@ -225,7 +225,12 @@ def plan(frame: pd.DataFrame, *, history: pd.DataFrame | None, settings: Mapping
             reason[free & hit] = "campaign_cap"
             free = reason == ""
 
-    u, spread = holdout_draw(ids, camp, as_of, contact.holdout_period_days)
+    # The draw matters only for rows still free (the others are left out whatever it says):
+    # one sha256 per free row, not per candidate.
+    u = np.ones(len(out))
+    spread = np.zeros(len(out), dtype=np.int64)
+    at = np.flatnonzero(free)
+    u[at], spread[at] = holdout_draw(ids.iloc[at], camp.iloc[at], as_of, contact.holdout_period_days)
     share = camp.map({c: (s.holdout_share if getattr(s, "holdout_share", None) is not None
                           else contact.holdout_share) for c, s in settings.items()})
     share = pd.to_numeric(share, errors="coerce").fillna(contact.holdout_share).to_numpy(dtype=float)
@@ -262,7 +267,10 @@ def plan(frame: pd.DataFrame, *, history: pd.DataFrame | None, settings: Mapping
 
     group = np.where(free, np.where(holdout, "holdout", "treated"), "")
     tz = out["timezone"] if "timezone" in out else pd.Series(pd.NA, index=out.index, dtype=_TEXT)
-    send = send_times(tz, out["country"] if "country" in out else tz, spread, as_of, contact)
+    at = np.flatnonzero(free)  # send times of the rows that are sent or held out; the rest NaT
+    send = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]")
+    send.iloc[at] = send_times(tz.iloc[at], (out["country"] if "country" in out else tz).iloc[at], spread[at],
+                               as_of, contact).to_numpy()
     template = out["template"].astype(_TEXT)
     lang = out["language"].astype(_TEXT) if "language" in out else pd.Series(pd.NA, index=out.index, dtype=_TEXT)
     for campaign, s in settings.items():
@@ -273,6 +281,6 @@ def plan(frame: pd.DataFrame, *, history: pd.DataFrame | None, settings: Mapping
         reason=pd.Series(reason, index=out.index, dtype=object).astype(_TEXT),
         group=pd.Series(group, index=out.index, dtype=object).astype(_TEXT),
         offer_cost=cost,
-        send_at_utc=send.where(free),
+        send_at_utc=send,
         template=template.astype(_TEXT),
     )
