@@ -172,3 +172,33 @@ def to_text(df: pd.DataFrame) -> str:
     buf = io.StringIO()
     df.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
+
+
+def sha256_rows(parts: list[Any]) -> np.ndarray:
+    """Return the sha256 digest (32 uint8) of each row's text ``parts`` joined (UTF-8).
+
+    ``parts``: aligned text Series/arrays, or str constants. The row texts are assembled by
+    Arrow in one buffer; only the hashing runs per row (hashlib has no vectorised form).
+    """
+    import hashlib
+
+    n = next((len(p) for p in parts if not isinstance(p, str)), 0)
+    if n == 0:
+        return np.zeros((0, 32), dtype=np.uint8)
+    cols = []
+    for p in parts:
+        if isinstance(p, str):
+            cols.append(_s(p))
+        else:
+            arr = pa.array(p.array if isinstance(p, pd.Series) else p, type=_L, from_pandas=True)
+            cols.append(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+    text = pc.binary_join_element_wise(*cols, _s(""))
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    if text.null_count:
+        raise ValueError("sha256_rows: a row has a missing part")
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset: text.offset + n + 1].tolist()
+    data = memoryview(text.buffers()[2])
+    sha = hashlib.sha256
+    blob = b"".join([sha(data[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:])])
+    return np.frombuffer(blob, dtype=np.uint8).reshape(n, 32)

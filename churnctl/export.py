@@ -289,10 +289,10 @@ def offer_codes(customer_ids: pd.Series, campaigns: pd.Series, as_of: pd.Timesta
     n = len(ids)
     if n == 0:
         return pd.Series([], index=customer_ids.index, dtype=_TEXT)
+    from .csvtext import sha256_rows
+
     day = pd.Timestamp(as_of).strftime("%Y-%m-%d")
-    keys = (f"{salt}|" + ids.str.len().astype(str) + ":" + ids + "|" + camps + f"|{day}").tolist()
-    digests = np.frombuffer(b"".join([hashlib.sha256(k.encode("utf-8")).digest() for k in keys]),
-                            dtype=np.uint8).reshape(n, 32)
+    digests = sha256_rows([f"{salt}|", _text_length(ids), ":", ids, "|", camps, f"|{day}"])
     head = (f"{prefix}-" if prefix else "").encode("ascii")
     lengths = np.full(n, CODE_LENGTH)
     codes = _assemble(head, _b32(digests, CODE_LENGTH))
@@ -306,6 +306,11 @@ def offer_codes(customer_ids: pd.Series, campaigns: pd.Series, as_of: pd.Timesta
         lengths[dup] = longer
         codes[dup] = _assemble(head, _b32(digests[dup], longer))
     return pd.Series(codes, index=customer_ids.index).astype(_TEXT)
+
+
+def _text_length(s: pd.Series) -> pd.Series:
+    """Return the length in characters of each text as decimal text (``str(len(text))``)."""
+    return s.str.len().astype(str)
 
 
 def _assemble(head: bytes, chars: np.ndarray) -> np.ndarray:
@@ -546,10 +551,21 @@ def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config:
 
 
 # --- campaigns --------------------------------------------------------------------------
+def _campaign_channel_pairs(campaign: pd.Series, channel: pd.Series) -> list[tuple[Any, Any]]:
+    """Return the distinct (campaign, channel) pairs in order of first appearance (as
+    ``drop_duplicates`` lists them), from integer codes: a few pairs among many rows."""
+    c_codes, c_names = pd.factorize(campaign, use_na_sentinel=False)
+    h_codes, h_names = pd.factorize(channel, use_na_sentinel=False)
+    key = c_codes.astype(np.int64) * max(len(h_names), 1) + h_codes
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)
+    return list(zip(np.asarray(c_names, dtype=object)[c_codes[first]].tolist(),
+                    np.asarray(h_names, dtype=object)[h_codes[first]].tolist()))
+
+
 def _campaign_channels(acted: pd.DataFrame, campaigns: Mapping[str, str] | None) -> dict[str, str]:
     out = dict(campaigns or {})
-    pairs = acted[["campaign", "channel"]].drop_duplicates()
-    for campaign, channel in zip(pairs["campaign"].tolist(), pairs["channel"].tolist()):
+    for campaign, channel in _campaign_channel_pairs(acted["campaign"], acted["channel"]):
         if out.setdefault(campaign, channel) != channel:
             raise ValueError(f"campaign '{campaign}' has two channels: '{out[campaign]}' and '{channel}'")
     for campaign in out:  # a campaign names a file: never a path
@@ -653,6 +669,27 @@ def write_campaigns(out_dir: Path, scores: pd.DataFrame, actions: pd.DataFrame, 
                          order_by_value="value_at_risk" in scores.columns)
 
 
+def _sort_rows(frame: pd.DataFrame, by: list[str], ascending: list[bool]) -> pd.DataFrame:
+    """Return ``frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")``,
+    sorted by Arrow when every key is numbers or text (pandas first factorizes text keys)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = [frame[c] for c in by]
+    if not all(s.dtype.kind in "iuf" if isinstance(s.dtype, np.dtype)
+               else pd.api.types.is_string_dtype(s.dtype) for s in keys):
+        return frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")
+    table = pa.table({f"k{i}": pa.array(s.to_numpy() if isinstance(s.dtype, np.dtype) else s.array,
+                                        from_pandas=True)
+                      for i, s in enumerate(keys)})
+    sort_keys = [(f"k{i}", "ascending" if a else "descending") for i, a in enumerate(ascending)]
+    if int(pa.__version__.split(".")[0]) >= 25:  # null placement per key since Arrow 25
+        order = pc.sort_indices(table, sort_keys=[(*k, "at_end") for k in sort_keys])
+    else:
+        order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
+    return frame.take(order.to_numpy())
+
+
 def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, str], as_of: pd.Timestamp,
                   config: ExportConfig, *, settings: Mapping[str, Any] | None = None,
                   order_by_value: bool = False) -> CampaignResult:
@@ -697,7 +734,8 @@ def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, s
     assigned = assigned.assign(
         offer_code=pd.Series(codes, index=assigned.index, dtype=object).astype(_TEXT),
         sort_key=pd.to_numeric(assigned[key], errors="coerce"),
-    ).sort_values(["sort_key", "customer_id"], ascending=[False, True], na_position="last")
+    )
+    assigned = _sort_rows(assigned, ["sort_key", "customer_id"], [False, True])
     kept = assigned.loc[assigned["group"].eq("treated").to_numpy(dtype=bool)]
     kept = kept.assign(
         offer_value=_format_numbers(kept["offer_value"]),
@@ -740,8 +778,8 @@ def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, s
         result.offer_cost[campaign] = round(float(cost), 2)
     ledger_cols = ["customer_id", "campaign", "channel", "offer_code", "offer_type", "offer_value", "offer_cost",
                    "group", "send_at_utc", "language", "template"]
-    result.contacts = (assigned.reindex(columns=ledger_cols).rename(columns={"group": "group_name"})
-                       .sort_values(["campaign", "customer_id"]).reset_index(drop=True))
+    result.contacts = _sort_rows(assigned.reindex(columns=ledger_cols).rename(columns={"group": "group_name"}),
+                                 ["campaign", "customer_id"], [True, True]).reset_index(drop=True)
     return result
 
 

@@ -41,7 +41,6 @@ hash; the time zone comes from the customers file, else ``contact.country_timezo
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -119,10 +118,10 @@ def offer_cost(frame: pd.DataFrame, contact: ContactConfig) -> pd.Series:
 
 
 def _digests(customer_ids: pd.Series, campaigns: pd.Series, period: int) -> np.ndarray:
+    from .csvtext import sha256_rows
+
     ids = customer_ids.astype(_TEXT)
-    keys = (ids.str.len().astype(str) + ":" + ids + "|" + campaigns.astype(_TEXT) + f"|{period}").tolist()
-    blob = b"".join(hashlib.sha256(k.encode("utf-8")).digest() for k in keys)
-    return np.frombuffer(blob, dtype=np.uint8).reshape(len(keys), 32) if keys else np.zeros((0, 32), np.uint8)
+    return sha256_rows([ids.str.len().astype(str), ":", ids, "|", campaigns.astype(_TEXT).to_numpy(), f"|{period}"])
 
 
 def period_of(as_of: pd.Timestamp, period_days: int) -> int:
@@ -231,16 +230,22 @@ def plan(frame: pd.DataFrame, *, history: pd.DataFrame | None, settings: Mapping
     spread = np.zeros(len(out), dtype=np.int64)
     at = np.flatnonzero(free)
     u[at], spread[at] = holdout_draw(ids.iloc[at], camp.iloc[at], as_of, contact.holdout_period_days)
-    share = camp.map({c: (s.holdout_share if getattr(s, "holdout_share", None) is not None
-                          else contact.holdout_share) for c, s in settings.items()})
-    share = pd.to_numeric(share, errors="coerce").fillna(contact.holdout_share).to_numpy(dtype=float)
+    codes, names = pd.factorize(camp)  # a few campaigns: look each up once, not per row
+    shares = {c: (s.holdout_share if getattr(s, "holdout_share", None) is not None
+                  else contact.holdout_share) for c, s in settings.items()}
+    share = pd.to_numeric(pd.Series([shares.get(c, np.nan) for c in names] + [np.nan], dtype=object),
+                          errors="coerce").fillna(contact.holdout_share).to_numpy(dtype=float)[codes]
     holdout = free & (u < share)
     cost = offer_cost(out, contact)
 
     # Budget: rank eligible rows per campaign by value at risk; keep the prefix that fits.
     var = pd.to_numeric(out["value_at_risk"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    order = pd.DataFrame({"campaign": camp.to_numpy(), "var": var, "id": ids.to_numpy(),
-                          "pos": np.arange(len(out))}).loc[free]
+    budgets = [c for c, s in settings.items()
+               if getattr(s, "max_recipients", None) is not None or getattr(s, "max_offer_cost", None) is not None]
+    # Only campaigns with a budget are ranked (the others keep every eligible row).
+    sel = np.flatnonzero(free & camp.isin(budgets).to_numpy(dtype=bool))
+    order = pd.DataFrame({"campaign": camp.iloc[sel].to_numpy(), "var": var[sel], "id": ids.iloc[sel].to_numpy(),
+                          "pos": sel})
     order = order.sort_values(["campaign", "var", "id"], ascending=[True, False, True], kind="stable")
     over = np.zeros(len(out), dtype=bool)
     for campaign, block in order.groupby("campaign", sort=False):
