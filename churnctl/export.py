@@ -672,13 +672,19 @@ def write_campaigns(out_dir: Path, scores: pd.DataFrame, actions: pd.DataFrame, 
 def _sort_rows(frame: pd.DataFrame, by: list[str], ascending: list[bool]) -> pd.DataFrame:
     """Return ``frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")``,
     sorted by Arrow when every key is numbers or text (pandas first factorizes text keys)."""
+    return frame.take(_sort_order(frame, by, ascending))
+
+
+def _sort_order(frame: pd.DataFrame, by: list[str], ascending: list[bool]) -> np.ndarray:
+    """Return the row positions of :func:`_sort_rows`."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     keys = [frame[c] for c in by]
     if not all(s.dtype.kind in "iuf" if isinstance(s.dtype, np.dtype)
                else pd.api.types.is_string_dtype(s.dtype) for s in keys):
-        return frame.sort_values(by, ascending=ascending, na_position="last", kind="stable")
+        return frame.reset_index(drop=True).sort_values(by, ascending=ascending, na_position="last",
+                                                        kind="stable").index.to_numpy()
     table = pa.table({f"k{i}": pa.array(s.to_numpy() if isinstance(s.dtype, np.dtype) else s.array,
                                         from_pandas=True)
                       for i, s in enumerate(keys)})
@@ -687,7 +693,7 @@ def _sort_rows(frame: pd.DataFrame, by: list[str], ascending: list[bool]) -> pd.
         order = pc.sort_indices(table, sort_keys=[(*k, "at_end") for k in sort_keys])
     else:
         order = pc.sort_indices(table, sort_keys=sort_keys, null_placement="at_end")
-    return frame.take(order.to_numpy())
+    return order.to_numpy()
 
 
 def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, str], as_of: pd.Timestamp,
@@ -722,7 +728,14 @@ def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, s
 
     out_dir = Path(out_dir)
     settings = settings or {}
-    assigned = planned.loc[planned["group"].isin(["treated", "holdout"]).to_numpy(dtype=bool)]
+    key = "value_at_risk" if order_by_value else "churn_probability"
+    ledger_cols = ["customer_id", "campaign", "channel", "offer_code", "offer_type", "offer_value", "offer_cost",
+                   "group", "send_at_utc", "language", "template"]
+    # The assigned rows are handled with the few columns the codes, the order and the ledger
+    # need; the wide rows (every contact column) are taken once, for the treated, in file order.
+    narrow = list(dict.fromkeys(c for c in ["group", "offer_type", *ledger_cols, key] if c in planned.columns))
+    at = np.flatnonzero(planned["group"].isin(["treated", "holdout"]).to_numpy(dtype=bool))
+    assigned = planned[narrow].iloc[at]
     treated = assigned["group"].eq("treated").to_numpy(dtype=bool)
     with_code = treated & assigned["offer_type"].ne("none").to_numpy(dtype=bool, na_value=False) & \
         assigned["channel"].ne("ads_audience").to_numpy(dtype=bool, na_value=False)
@@ -730,23 +743,24 @@ def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, s
     if with_code.any():
         codes[with_code] = offer_codes(assigned["customer_id"][with_code], assigned["campaign"][with_code], as_of,
                                        config.offer_code_prefix, salt=config.offer_code_salt).to_numpy(dtype=object)
-    key = "value_at_risk" if order_by_value else "churn_probability"
     assigned = assigned.assign(
         offer_code=pd.Series(codes, index=assigned.index, dtype=object).astype(_TEXT),
         sort_key=pd.to_numeric(assigned[key], errors="coerce"),
     )
-    assigned = _sort_rows(assigned, ["sort_key", "customer_id"], [False, True])
-    kept = assigned.loc[assigned["group"].eq("treated").to_numpy(dtype=bool)]
+    order = _sort_order(assigned, ["sort_key", "customer_id"], [False, True])
+    assigned = assigned.take(order)
+    treated = assigned["group"].eq("treated").to_numpy(dtype=bool)
+    kept = planned.take(at[order][treated]).assign(offer_code=assigned["offer_code"].array[treated],
+                                                   sort_key=assigned["sort_key"].to_numpy()[treated])
     kept = kept.assign(
         offer_value=_format_numbers(kept["offer_value"]),
         offer_min_spend=_format_numbers(kept["offer_min_spend"]),
         churn_probability=kept["churn_probability"].astype("float64").round(4),
         monetary_total=pd.to_numeric(kept["monetary_total"], errors="coerce").round(2),
     )
-    left = planned.loc[planned["reason"].ne("").to_numpy(dtype=bool)]
+    left = planned[["campaign", "reason"]].loc[planned["reason"].ne("").to_numpy(dtype=bool)]
     counts = left.groupby(["campaign", "reason"], observed=True).size()
-    holdouts = assigned.loc[~assigned["group"].eq("treated").to_numpy(dtype=bool)].groupby(
-        "campaign", observed=True).size()
+    holdouts = assigned[["campaign"]].loc[~treated].groupby("campaign", observed=True).size()
     result = CampaignResult(excluded={r: 0 for r in EXCLUSION_REASONS})
     folder = out_dir / "campaigns"
     folder.mkdir(parents=True, exist_ok=True)
@@ -776,8 +790,6 @@ def write_planned(out_dir: Path, planned: pd.DataFrame, channels: Mapping[str, s
         result.holdout[campaign] = int(holdouts.get(campaign, 0))
         cost = pd.to_numeric(rows["offer_cost"], errors="coerce").sum() if "offer_cost" in rows else 0.0
         result.offer_cost[campaign] = round(float(cost), 2)
-    ledger_cols = ["customer_id", "campaign", "channel", "offer_code", "offer_type", "offer_value", "offer_cost",
-                   "group", "send_at_utc", "language", "template"]
     result.contacts = _sort_rows(assigned.reindex(columns=ledger_cols).rename(columns={"group": "group_name"}),
                                  ["campaign", "customer_id"], [True, True]).reset_index(drop=True)
     return result

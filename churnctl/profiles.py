@@ -120,8 +120,9 @@ def neutralise(df: pd.DataFrame, exempt: tuple[str, ...] = ()) -> pd.DataFrame:
         if col in exempt or not (pd.api.types.is_string_dtype(s) or s.dtype == object):
             continue
         text = s.astype(_TEXT)
-        hit = text.str.match(_FORMULA_START, na=False) & ~text.str.match(_E164, na=False)
-        hit = hit.to_numpy(dtype=bool)
+        hit = text.str.match(_FORMULA_START, na=False).to_numpy(dtype=bool).copy()
+        if hit.any():
+            hit[hit] = ~text[hit].str.match(_E164, na=False).to_numpy(dtype=bool)
         if hit.any():
             fixed = s.astype(object)
             fixed[hit] = "'" + text[hit]
@@ -156,8 +157,12 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def _timestamps(s: pd.Series, fmt: str) -> pd.Series:
+    """Return ``pd.to_datetime(s).dt.strftime(fmt)`` as text; each distinct time is formatted
+    once (send times are a few thousand minutes among many rows)."""
     t = pd.to_datetime(s)
-    return t.dt.strftime(fmt).astype(_TEXT)
+    codes, uniques = pd.factorize(t)
+    text = pd.Series(uniques).dt.strftime(fmt).astype(_TEXT)
+    return pd.Series(text.array.take(codes, allow_fill=True), index=s.index, name=s.name)
 
 
 def generic(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
