@@ -360,7 +360,16 @@ def _positions(index: pd.Index, labels: pd.Index) -> np.ndarray:
 
 def _reindexed(s: pd.Series, positions: np.ndarray, index: pd.Index) -> pd.Series:
     """Return ``s.reindex(index)`` given :func:`_positions` (missing where -1), dtype kept."""
+    if len(positions) == len(s) and np.array_equal(positions, np.arange(len(s))):
+        return pd.Series(s.array, index=index, name=s.name, copy=False)  # same rows, same order
     return pd.Series(s.array.take(positions, allow_fill=True), index=index, name=s.name)
+
+
+def _map_text(s: pd.Series, mapping: Mapping[Any, Any]) -> pd.Series:
+    """Return ``s.map(mapping).astype(str)``, looking each distinct value up once."""
+    codes, uniques = pd.factorize(s)
+    looked = pd.Series(uniques, dtype=object).map(mapping).astype(_TEXT)
+    return pd.Series(looked.array.take(codes, allow_fill=True), index=s.index, name=s.name)
 
 
 def customer_codes(orders: pd.DataFrame) -> tuple[np.ndarray, Any]:
@@ -505,7 +514,8 @@ def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config:
         else:
             index_codes, at = group_codes, None
     labels = both.dictionary.take(pa.array(index_codes, type=pa.int64(), mask=index_codes == k))  # k: null
-    index = pd.Index(labels.to_numpy(zero_copy_only=False), dtype=_TEXT, name="customer_id")
+    index = pd.Index(pd.array(labels, dtype=_TEXT) if _TEXT == "str" else labels.to_numpy(zero_copy_only=False),
+                     dtype=_TEXT, name="customer_id")
     if latest is not None:
         values = latest[1]
         from_orders = {col: (v.set_axis(index) if at is None else _reindexed(v, at, index))
@@ -522,7 +532,7 @@ def build_contacts(orders: pd.DataFrame, customers: pd.DataFrame | None, config:
         return base
 
     country = pick("country")
-    mapped = country.map(config.country_languages).astype(_TEXT).fillna(config.default_language)
+    mapped = _map_text(country, config.country_languages).fillna(config.default_language)
     if cust is not None and "language" in cust.columns:
         language = _clean_text(_reindexed(cust["language"], at_cust, index)).fillna(mapped)
     else:
@@ -639,7 +649,7 @@ def candidates(scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFra
     if "country" in scores.columns:
         country = country.fillna(_clean_text(picked["country"]))
     language = _clean_text(people["language"]).fillna(
-        country.map(config.country_languages).astype(_TEXT)).fillna(config.default_language)
+        _map_text(country, config.country_languages)).fillna(config.default_language)
     frame = frame.assign(
         customer_id=frame.index.astype(_TEXT),
         email=_clean_text(people["email"]),
