@@ -186,8 +186,9 @@ class History:
         rows = np.flatnonzero(ok)
         # Sort by (customer, time); exact ties in time are broken by order_id so the result does
         # not depend on the input row order.
-        order = np.lexsort((time[rows], cust[rows]))
-        rows = rows[order]
+        from .kernels import sort_by_group_time  # imports numba: only when a history is built
+
+        rows = rows[sort_by_group_time(cust[rows], time[rows], len(uniques))]  # = np.lexsort((t, c))
         c, t = cust[rows], time[rows]
         if np.any((np.diff(c) == 0) & (np.diff(t) == 0)):
             oid = pd.factorize(orders["order_id"].iloc[rows].astype(str), sort=True)[0]
@@ -877,32 +878,10 @@ def _mode(g: Groups, column: str) -> np.ndarray:
     if column not in g.columns:
         return out
     vcode, uniques = g.history.text(column)
-    values = np.asarray(uniques, dtype=object)
-    vcode = vcode[g.pos]
-    has = np.flatnonzero(vcode >= 0)  # rows are time-sorted: larger index = later
-    if not has.size:
-        return out
-    code, vcode = g.code[has], vcode[has]
-    # Most customers use one value only: their mode needs no counting.
-    starts = np.flatnonzero(np.r_[True, np.diff(code) != 0])
-    lo, hi = np.minimum.reduceat(vcode, starts), np.maximum.reduceat(vcode, starts)
-    single = lo == hi
-    out[code[starts[single]]] = values[lo[single]]
-    mixed = np.repeat(~single, np.diff(np.r_[starts, code.size]))
-    if not mixed.any():
-        return out
-    latest_row = np.flatnonzero(mixed)
-    code, vcode = code[mixed], vcode[mixed]
-    key = code * len(values) + vcode
-    keys, inverse = np.unique(key, return_inverse=True)
-    counts = np.bincount(inverse)
-    latest = np.zeros(keys.size, dtype=np.int64)
-    np.maximum.at(latest, inverse, latest_row)
-    kcode = keys // len(values)
-    pick = np.lexsort((latest, counts, kcode))
-    best = pick[np.r_[np.diff(kcode[pick]) != 0, True]]  # last (best) key of each customer
-    out[kcode[best]] = values[keys[best] % len(values)]
-    return out
+    from .kernels import mode_per_group
+
+    best = mode_per_group(g.code, vcode[g.pos], g.n, len(uniques))
+    return np.append(np.asarray(uniques, dtype=object), None)[best]  # -1 (no value) picks None
 
 
 def _descriptors(g: Groups, recency: np.ndarray, freq: np.ndarray,
