@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import tempfile
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ BTYD_FEATURES = ("p_alive", "expected_orders_horizon", "p_no_order_horizon")
 BTYD_OUTPUTS = ("expected_days_to_next_order", "predicted_value_12m")
 
 log = logging.getLogger("churnctl")
+#: Boosters whose prediction thread count is set (see ``ChurnModel._booster``).
+_THREADED: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 # XGBoost's OpenMP threads sleep while they wait for each other instead of spinning: spinning
 # threads on a 2-core machine shared with other work made a 2-thread fit 4x slower than one
@@ -407,7 +410,9 @@ class ChurnModel:
 
     def _booster(self) -> Any:
         booster = self.estimator.get_booster()
-        booster.set_param({"nthread": os.cpu_count() or 1})  # per-row predictions: thread count is harmless
+        if booster not in _THREADED:  # set once: a parameter change while another thread predicts is a race
+            booster.set_param({"nthread": os.cpu_count() or 1})  # per-row predictions: thread count is harmless
+            _THREADED.add(booster)
         return booster
 
     def _dmatrix(self, x: np.ndarray) -> Any:
@@ -442,10 +447,14 @@ class ChurnModel:
         pd.DataFrame
             Index of ``X``; columns ``self.features + ["bias"]``; float64 log-odds.
         """
-        x = self._x(X)
-        columns = [*self.features, "bias"]
+        values = self.contribution_values(self._x(X), approx=approx)
+        return pd.DataFrame(values, index=X.index, columns=[*self.features, "bias"])
+
+    def contribution_values(self, x: np.ndarray, *, approx: bool = False) -> np.ndarray:
+        """Return :meth:`contributions` as an array from the feature matrix ``x`` (columns
+        ``self.features``): shape (n, features + 1), ``bias`` last, float64."""
         if len(x) == 0:
-            return pd.DataFrame(np.zeros((0, len(columns))), index=X.index, columns=columns)
+            return np.zeros((0, len(self.features) + 1))
         if self.algo == "xgboost":
             booster, values = self._booster(), None
             if not approx:
@@ -454,12 +463,10 @@ class ChurnModel:
                 values = booster_contributions(booster, x)
             if values is None:
                 values = booster.predict(self._dmatrix(x), pred_contribs=True, approx_contribs=approx)
-            values = values.astype(np.float64, copy=False)
-        else:
-            pre = self.estimator[:-1].transform(x)
-            lr = self.estimator[-1]
-            values = np.column_stack([pre * lr.coef_[0], np.full(len(x), lr.intercept_[0])])
-        return pd.DataFrame(values, index=X.index, columns=columns)
+            return values.astype(np.float64, copy=False)
+        pre = self.estimator[:-1].transform(x)
+        lr = self.estimator[-1]
+        return np.column_stack([pre * lr.coef_[0], np.full(len(x), lr.intercept_[0])])
 
 
 def fit_threads(config: Config) -> int:

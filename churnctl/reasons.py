@@ -499,12 +499,25 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
         first, one per group of related features; ``""`` when there is none.
     """
     index = features.index
-    out = np.full(len(index), "", dtype=object)
     names = [c for c in contributions.columns if c in features.columns]
     if len(index) == 0 or not names or top_n <= 0:
-        return pd.Series(out, index=index, name="reasons", dtype="str")
-
+        return pd.Series(np.full(len(index), "", dtype=object), index=index, name="reasons", dtype="str")
     contrib = contributions[names].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.Series(phrases(features, names, contrib, top_n, recent_days=recent_days),
+                     index=index, name="reasons", dtype="str")
+
+
+def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int = 3, *,
+            recent_days: int = 90) -> np.ndarray:
+    """Return :func:`build`'s strings as an object array, from a contribution matrix.
+
+    ``contrib`` has one row per row of ``features`` (same order) and one column per name of
+    ``names`` (each a column of ``features``).
+    """
+    index = features.index
+    out = np.full(len(index), "", dtype=object)
+    if len(index) == 0 or not names or top_n <= 0:
+        return out
     left = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain; -inf: tried
     renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
     group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
@@ -543,4 +556,4 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
     for s in range(1, top_n):
         more = np.flatnonzero(count > s)  # slots fill in order: slot s is said iff count > s
         out[more] = out[more] + SEPARATOR + slots[more, s]
-    return pd.Series(out, index=index, name="reasons", dtype="str")
+    return out

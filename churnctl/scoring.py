@@ -9,6 +9,7 @@ when none pushes by more than ``scoring.min_cause_contribution``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,10 @@ def value_tiers(monetary: pd.Series, a_share: float, b_share: float) -> pd.Serie
     n = len(m)
     if n == 0 or total <= 0:
         return pd.Series(np.full(n, "C", dtype=object), index=monetary.index, name="value_tier")
-    ids = np.asarray(monetary.index, dtype=object)
-    order = np.lexsort((ids, -m))
+    if monetary.index.is_monotonic_increasing and monetary.index.is_unique:
+        order = np.argsort(-m, kind="stable")  # sorted unique ids: ties already in id order
+    else:
+        order = np.lexsort((np.asarray(monetary.index, dtype=object), -m))
     ranked = m[order]
     before = np.concatenate(([0.0], np.cumsum(ranked)[:-1])) / total
     tier_sorted = np.select(
@@ -90,6 +93,14 @@ def top_causes(causes: pd.DataFrame, min_contribution: float) -> np.ndarray:
     first in ``schema.ACTIONABLE_FAMILIES``.
     """
     matrix = causes[[cause_column(f) for f in ACTIONABLE_FAMILIES]].to_numpy(dtype=np.float64)
+    return _top_causes(matrix, min_contribution, families=ACTIONABLE_FAMILIES)
+
+
+def _top_causes(matrix: np.ndarray, min_contribution: float,
+                families: tuple[str, ...] = tuple(FAMILIES)) -> np.ndarray:
+    """:func:`top_causes` of a matrix whose columns are ``families`` (default: every family)."""
+    if families != ACTIONABLE_FAMILIES:
+        matrix = matrix[:, [list(families).index(f) for f in ACTIONABLE_FAMILIES]]
     if len(matrix) == 0:
         return np.empty(0, dtype=object)
     best = np.argmax(matrix, axis=1)
@@ -139,8 +150,12 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
         raise ConfigError(f"scoring.contributions: unknown value '{sc.contributions}' (choose exact or approx)")
     model.check_features(features)
     frame = features  # the parameter shadows the module name, kept for the public signature
-    p = np.round(model.predict_proba(frame), DECIMALS)
-    causes, top_cause, reasons = _explain(frame, model, config)
+    # The probabilities (xgboost, out of the GIL) are computed on a second thread while the
+    # contributions and reasons of the chunks are.
+    with ThreadPoolExecutor(1) as pool:
+        proba = pool.submit(model.predict_proba, frame)
+        causes, top_cause, reasons = _explain(frame, model, config)
+        p = np.round(proba.result(), DECIMALS)
 
     frequency = frame["frequency"]
     monetary = frame["monetary_total"].astype(np.float64)
@@ -152,15 +167,15 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
         {
             "churn_probability": p,
             "risk_tier": risk_tiers(p, sc.risk_high, sc.risk_medium),
-            "rfm_segment": _text(frame, "rfm_segment").to_numpy(),
+            "rfm_segment": _text(frame, "rfm_segment").array,
             "value_tier": value_tiers(monetary, sc.value_a_share, sc.value_b_share).to_numpy(),
             "lifecycle_stage": _lifecycle(frame, config.features.loyal_min_orders).to_numpy(),
             "days_since_last_order": frame["recency_days"].to_numpy(),
             "frequency": frequency.to_numpy(),
             "monetary_total": monetary.round(2).to_numpy(),
             "aov": aov.round(2).to_numpy(),
-            "country": _text(frame, "country").to_numpy(),
-            "channel": _text(frame, "channel").to_numpy(),
+            "country": _text(frame, "country").array,
+            "channel": _text(frame, "channel").array,
             "top_cause": top_cause,
         },
         index=pd.Index(frame.index, name="customer_id"),
@@ -185,20 +200,37 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     """
     sc = config.scoring
     n = len(frame)
+    names = list(model.features)
+    families = _family_positions(names)
     causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
     top = np.empty(n, dtype=object)
     reasons = np.empty(n, dtype=object)
     for start in range(0, max(n, 1), CHUNK_ROWS):
         part = frame.iloc[start:start + CHUNK_ROWS]
-        by_feature = model.contributions(part, approx=sc.contributions == "approx").drop(columns="bias")
-        family = family_contributions(by_feature).round(DECIMALS)
+        values = model.contribution_values(model._x(part), approx=sc.contributions == "approx")
+        by_feature = values[:, :len(names)]  # the bias (last column) belongs to no family
+        family = np.zeros((len(part), len(FAMILIES)), dtype=np.float64)
+        for i, position in enumerate(families):  # feature order: the sums equal family_contributions'
+            family[:, position] += by_feature[:, i]
+        family = np.round(family, DECIMALS)
         rows = slice(start, start + len(part))
-        causes[rows] = family[list(CAUSE_COLUMNS)].to_numpy()
-        top[rows] = top_causes(family, sc.min_cause_contribution)
-        said = _reasons.build(part, by_feature, top_n=3, recent_days=config.features.recent_days)
-        reasons[rows] = said.to_numpy(dtype=object)
-        del by_feature, family
+        causes[rows] = family
+        top[rows] = _top_causes(family, sc.min_cause_contribution)
+        reasons[rows] = _reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days)
+        del values, by_feature, family
     return causes, top, reasons
+
+
+def _family_positions(names: list[str]) -> list[int]:
+    """Return the position in ``schema.FAMILIES`` of each feature's cause family."""
+    position = {f: i for i, f in enumerate(FAMILIES)}
+    out = []
+    for name in names:
+        family = _features.family_of(name)
+        if family not in position:
+            raise ModelError(f"model feature '{name}' has unknown cause family '{family}'; retrain with `churnctl train`")
+        out.append(position[family])
+    return out
 
 
 def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:
