@@ -29,6 +29,7 @@ import os
 import platform
 import tempfile
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -146,17 +147,29 @@ def add_btyd(
     the documented predicted value).  ``summary``: ``btyd.summary(orders, as_of)`` when the
     caller already has it (``orders`` is then not read).
     """
+    pred, why = _btyd_predictions(orders, as_of, horizon_days, summary=summary)
+    if pred is None:
+        return frame, why
+    return _with_btyd(frame, pred), None
+
+
+def _btyd_predictions(orders: pd.DataFrame | None, as_of: pd.Timestamp, horizon_days: int, *,
+                      summary: pd.DataFrame | None = None) -> tuple[pd.DataFrame | None, str | None]:
+    """Return (the BG/NBD predictions per customer, None), or (None, why the fit is impossible)."""
     as_of = as_of_timestamp(as_of)
     try:
         if summary is None:
             summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
         fitted = _btyd.fit(orders, as_of, precomputed=summary)
-        pred = _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary)
+        return _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary), None
     except (TrainingError, InputError) as exc:
-        return frame, str(exc)
+        return None, str(exc)
+
+
+def _with_btyd(frame: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     if not pred.index.equals(frame.index):
         pred = pred.reindex(frame.index)
-    return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)}), None
+    return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)})
 
 
 def _purchase_summary(groups: _features.Groups) -> pd.DataFrame:
@@ -184,14 +197,19 @@ def history_features(history: _features.History, as_of: pd.Timestamp, config: Co
     """
     as_of = as_of_timestamp(as_of)
     groups = history.at(as_of)
-    frame = _features.frame(groups)
-    if frame.empty or not config.model.btyd_features:
-        return frame
-    out, why = add_btyd(frame, None, as_of, config.horizon_days, summary=_purchase_summary(groups))
+    if groups.n == 0 or not config.model.btyd_features:
+        return _features.frame(groups)
+    # The BG/NBD fit (scipy over numpy arrays, mostly out of the GIL) runs on a second thread
+    # while the features are computed; it reads only the groups' completed orders.
+    with ThreadPoolExecutor(1) as pool:
+        btyd = pool.submit(lambda: _btyd_predictions(None, as_of, config.horizon_days,
+                                                     summary=_purchase_summary(groups)))
+        frame = _features.frame(groups)
+        pred, why = btyd.result()
     if why:
         log.info("features BG/NBD not available, its features are left empty (%s)", why)
-        out = frame.assign(**{c: np.nan for c in BTYD_FEATURES})
-    return out
+        return frame.assign(**{c: np.nan for c in BTYD_FEATURES})
+    return _with_btyd(frame, pred)
 
 
 def snapshot_cutoffs(as_of: pd.Timestamp, horizon_days: int, n: int, step_days: int) -> list[pd.Timestamp]:
