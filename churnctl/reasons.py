@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 SEPARATOR = "; "
 
@@ -503,21 +505,20 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
     if len(index) == 0 or not names or top_n <= 0:
         return pd.Series(np.full(len(index), "", dtype=object), index=index, name="reasons", dtype="str")
     contrib = contributions[names].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.Series(phrases(features, names, contrib, top_n, recent_days=recent_days),
-                     index=index, name="reasons", dtype="str")
+    return pd.Series(pd.array(phrases(features, names, contrib, top_n, recent_days=recent_days), dtype="str"),
+                     index=index, name="reasons")
 
 
 def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int = 3, *,
-            recent_days: int = 90) -> np.ndarray:
-    """Return :func:`build`'s strings as an object array, from a contribution matrix.
+            recent_days: int = 90) -> pa.Array:
+    """Return :func:`build`'s strings as an Arrow array, from a contribution matrix.
 
     ``contrib`` has one row per row of ``features`` (same order) and one column per name of
     ``names`` (each a column of ``features``).
     """
     index = features.index
-    out = np.full(len(index), "", dtype=object)
     if len(index) == 0 or not names or top_n <= 0:
-        return out
+        return pa.array(np.full(len(index), "", dtype=object), type=pa.large_string())
     left = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain; -inf: tried
     renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
     group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
@@ -552,8 +553,8 @@ def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n
         said[rows, count[rows]] = group_of[col]
         count[rows] += 1
 
-    out = slots[:, 0]
-    for s in range(1, top_n):
-        more = np.flatnonzero(count > s)  # slots fill in order: slot s is said iff count > s
-        out[more] = out[more] + SEPARATOR + slots[more, s]
-    return out
+    # Slots fill in order: slot s is said iff count > s; the others are null, skipped by the join.
+    said_slots = [pa.array(slots[:, s], mask=count <= s if s else None, type=pa.large_string())
+                  for s in range(top_n)]
+    return pc.binary_join_element_wise(*said_slots, pa.scalar(SEPARATOR, pa.large_string()),
+                                       null_handling="skip")

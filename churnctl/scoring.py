@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import features as _features
 from . import reasons as _reasons
@@ -191,7 +192,7 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     return out[list(SCORE_COLUMNS[1:])]
 
 
-def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, pd.api.extensions.ExtensionArray]:
     """Return the cause family sums (n x families, rounded), ``top_cause`` and ``reasons``.
 
     Customers go through in chunks of :data:`CHUNK_ROWS`: the per-feature contributions exist
@@ -204,7 +205,7 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     families = _family_positions(names)
     causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
     top = np.empty(n, dtype=object)
-    reasons = np.empty(n, dtype=object)
+    reasons = []
     for start in range(0, max(n, 1), CHUNK_ROWS):
         part = frame.iloc[start:start + CHUNK_ROWS]
         values = model.contribution_values(model._x(part), approx=sc.contributions == "approx")
@@ -216,9 +217,9 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
         rows = slice(start, start + len(part))
         causes[rows] = family
         top[rows] = _top_causes(family, sc.min_cause_contribution)
-        reasons[rows] = _reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days)
+        reasons.append(_reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days))
         del values, by_feature, family
-    return causes, top, reasons
+    return causes, top, pd.array(pa.chunked_array(reasons, type=pa.large_string()), dtype="str")
 
 
 def _family_positions(names: list[str]) -> list[int]:
