@@ -33,6 +33,7 @@ Descriptor columns (:data:`DESCRIPTOR_COLUMNS`) and auxiliary counts used by rea
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,7 +239,11 @@ class History:
         if name not in self._cols:
             if self._orders is None:
                 raise KeyError(f"order column '{name}' was not read before History.detach()")
-            self._cols[name] = self._orders[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+            col = self._orders[name]
+            if col.dtype == np.float64:  # a view of the column: one copy, the taken rows
+                self._cols[name] = np.take(col.to_numpy(), self.rows)
+            else:
+                self._cols[name] = col.to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
         return self._cols[name]
 
     def take(self, name: str, pos: np.ndarray) -> np.ndarray:
@@ -267,12 +272,14 @@ class History:
         """
         self._once = once
         if self._orders is not None:
-            for name in ("amount", *schema.ORDER_MONEY, "delivery_days", "promised_days", "review_score"):
-                if name in self.columns:
-                    self.col(name)
-            for name in ("country", "channel"):
-                if name in self.columns:
-                    self.text(name)
+            numbers = [name for name in ("amount", *schema.ORDER_MONEY, "delivery_days", "promised_days",
+                                         "review_score") if name in self.columns]
+            texts = [name for name in ("country", "channel") if name in self.columns]
+            # Two threads: the copies (numpy takes, Arrow/categorical coding) run out of the GIL.
+            with ThreadPoolExecutor(2) as pool:
+                for _ in pool.map(lambda read: read[0](read[1]),
+                                  [(self.col, n) for n in numbers] + [(self.text, t) for t in texts]):
+                    pass
             self._orders = None
         return self
 
@@ -447,18 +454,9 @@ def mean_gap_days(g: Groups) -> np.ndarray:
 
 @feature("activity", "Median days between consecutive completed orders; NaN with one order.")
 def median_gap_days(g: Groups) -> np.ndarray:
-    same = np.diff(g.c_code) == 0
-    gaps = np.diff(g.c_day)[same]  # whole days >= 0, customers in order
-    code = g.c_code[1:][same]
-    # Sort each customer's gaps: one sort of (customer, gap) packed in an int64.
-    width = int(gaps.max()) + 1 if gaps.size else 1
-    gaps = (np.sort(code.astype(np.int64) * width + gaps) % width).astype(np.float64)
-    k = np.bincount(code, minlength=g.n)
-    start = np.cumsum(k) - k
-    has = k > 0
-    out = np.full(g.n, np.nan)
-    out[has] = (gaps[start[has] + (k[has] - 1) // 2] + gaps[start[has] + k[has] // 2]) / 2
-    return out
+    from .kernels import median_gap
+
+    return median_gap(g.c_code, g.c_day, g.n)
 
 
 @feature("activity", """recency_days / max(mean_gap_days, 1): above 1 the customer is later than

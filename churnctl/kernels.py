@@ -102,3 +102,41 @@ def mode_per_group(group, value, n_groups, n_values):  # pragma: no cover - comp
         out[g] = best
         i = j
     return out
+
+
+@_compiled
+def median_gap(group, day, n_groups):  # pragma: no cover - compiled
+    """Return each group's median of the differences between consecutive ``day`` values.
+
+    ``group`` is sorted and ``day`` ascending within each group.  NaN for a group with fewer
+    than two rows; an even count of gaps takes the mean of the two middle ones.
+    """
+    out = np.full(n_groups, np.nan)
+    buf = np.empty(64, dtype=np.int64)
+    n = group.size
+    i = 0
+    while i < n:
+        g = group[i]
+        j = i + 1
+        while j < n and group[j] == g:
+            j += 1
+        m = j - i - 1  # gaps
+        if m > 0:
+            if m > buf.size:
+                buf = np.empty(2 * m, dtype=np.int64)
+            for k in range(m):
+                buf[k] = day[i + k + 1] - day[i + k]
+            if m <= _SMALL:  # insertion sort in place
+                for k in range(1, m):
+                    v = buf[k]
+                    q = k - 1
+                    while q >= 0 and buf[q] > v:
+                        buf[q + 1] = buf[q]
+                        q -= 1
+                    buf[q + 1] = v
+                gaps = buf
+            else:
+                gaps = np.sort(buf[:m])
+            out[g] = (np.float64(gaps[(m - 1) // 2]) + np.float64(gaps[m // 2])) / 2
+        i = j
+    return out

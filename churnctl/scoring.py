@@ -153,6 +153,8 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     frame = features  # the parameter shadows the module name, kept for the public signature
     # The probabilities (xgboost, out of the GIL) are computed on a second thread while the
     # contributions and reasons of the chunks are.
+    if model.algo == "xgboost":
+        model._booster()  # its settings are made once here, before two threads use it
     with ThreadPoolExecutor(1) as pool:
         proba = pool.submit(model.predict_proba, frame)
         causes, top_cause, reasons = _explain(frame, model, config)
@@ -196,8 +198,10 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     """Return the cause family sums (n x families, rounded), ``top_cause`` and ``reasons``.
 
     Customers go through in chunks of :data:`CHUNK_ROWS`: the per-feature contributions exist
-    for one chunk at a time, so memory stays bounded whatever the number of customers.  Every
-    output row depends only on its own customer, so the result equals a single pass.
+    for two chunks at a time, so memory stays bounded whatever the number of customers.  The
+    contributions of the next chunk (compiled, out of the GIL) are computed on a second thread
+    while the reasons of this one are written.  Every output row depends only on its own
+    customer, so the result equals a single pass.
     """
     sc = config.scoring
     n = len(frame)
@@ -206,20 +210,37 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
     top = np.empty(n, dtype=object)
     reasons = []
-    for start in range(0, max(n, 1), CHUNK_ROWS):
-        part = frame.iloc[start:start + CHUNK_ROWS]
-        values = model.contribution_values(model._x(part), approx=sc.contributions == "approx")
-        by_feature = values[:, :len(names)]  # the bias (last column) belongs to no family
-        family = np.zeros((len(part), len(FAMILIES)), dtype=np.float64)
-        for i, position in enumerate(families):  # feature order: the sums equal family_contributions'
-            family[:, position] += by_feature[:, i]
-        family = np.round(family, DECIMALS)
-        rows = slice(start, start + len(part))
-        causes[rows] = family
-        top[rows] = _top_causes(family, sc.min_cause_contribution)
-        reasons.append(_reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days))
-        del values, by_feature, family
+    starts = list(range(0, max(n, 1), CHUNK_ROWS))
+
+    def contributions(start: int) -> np.ndarray:
+        x = model._x(frame.iloc[start:start + CHUNK_ROWS])
+        return model.contribution_values(x, approx=sc.contributions == "approx")
+
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(contributions, starts[0])
+        for k, start in enumerate(starts):
+            values = upcoming.result()
+            if k + 1 < len(starts):
+                upcoming = pool.submit(contributions, starts[k + 1])
+            part = frame.iloc[start:start + CHUNK_ROWS]
+            _explain_chunk(part, start, values, names, families, config, causes, top, reasons)
+            del values
     return causes, top, pd.array(pa.chunked_array(reasons, type=pa.large_string()), dtype="str")
+
+
+def _explain_chunk(part: pd.DataFrame, start: int, values: np.ndarray, names: list[str], families: list[int],
+                   config: Config, causes: np.ndarray, top: np.ndarray, reasons: list) -> None:
+    """Fill the rows of ``part`` (from row ``start``) in ``causes`` and ``top``; append its reasons."""
+    sc = config.scoring
+    by_feature = values[:, :len(names)]  # the bias (last column) belongs to no family
+    family = np.zeros((len(part), len(FAMILIES)), dtype=np.float64)
+    for i, position in enumerate(families):  # feature order: the sums equal family_contributions'
+        family[:, position] += by_feature[:, i]
+    family = np.round(family, DECIMALS)
+    rows = slice(start, start + len(part))
+    causes[rows] = family
+    top[rows] = _top_causes(family, sc.min_cause_contribution)
+    reasons.append(_reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days))
 
 
 def _family_positions(names: list[str]) -> list[int]:

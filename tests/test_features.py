@@ -460,3 +460,16 @@ def test_mode_kernel_takes_the_most_frequent_value_and_the_latest_on_ties():
     value = np.array([1, 0, 1, 0, 2, 2, 0, -1, 2, -1], dtype=np.int64)
     # 0: value 1 twice; 1: 0 and 2 twice each, 0 seen last; 2: only missing; 3: value 2
     assert mode_per_group(group, value, 5, 3).tolist() == [1, 0, -1, 2, -1]
+
+
+def test_median_gap_kernel_by_hand():
+    from churnctl.kernels import median_gap
+
+    group = np.array([0, 0, 0, 0, 1, 3, 3], dtype=np.int64)
+    day = np.array([0, 10, 12, 30, 5, 1, 4], dtype=np.int64)
+    # 0: gaps 10, 2, 18 -> 10; 1 and 2: no gap; 3: gap 3
+    got = median_gap(group, day, 4)
+    assert got[0] == 10 and math.isnan(got[1]) and math.isnan(got[2]) and got[3] == 3
+    many = np.arange(0, 400, dtype=np.int64) ** 2 // 7  # 399 gaps: the long path
+    assert median_gap(np.zeros(400, dtype=np.int64), many, 1)[0] == np.median(np.diff(many))
+    assert median_gap(np.zeros(5, dtype=np.int64), np.array([0, 1, 5, 6, 8]), 1)[0] == 1.5  # mean of 1, 2
