@@ -861,6 +861,8 @@ def _segment_grid() -> np.ndarray:
 
 
 _SEGMENTS = _segment_grid()
+_SEGMENT_NAMES = tuple(name for name, _, _ in RFM_RULES)
+_SEGMENT_CODES = np.vectorize(_SEGMENT_NAMES.index, otypes=[np.int64])(_SEGMENTS)
 
 
 def _edges(values: tuple[int, ...], key: str) -> np.ndarray:
@@ -870,16 +872,31 @@ def _edges(values: tuple[int, ...], key: str) -> np.ndarray:
     return edges
 
 
-def _mode(g: Groups, column: str) -> np.ndarray:
-    """Return each customer's most frequent value of a text column (ties: latest), as objects."""
-    out = np.full(g.n, None, dtype=object)
+def _mode(g: Groups, column: str) -> tuple[np.ndarray, Any]:
+    """Return each customer's most frequent value of a text column (ties: latest), as (code, -1
+    when none; the values)."""
     if column not in g.columns:
-        return out
+        return np.full(g.n, -1, dtype=np.int64), ()
     vcode, uniques = g.history.text(column)
     from .kernels import mode_per_group
 
-    best = mode_per_group(g.code, vcode[g.pos], g.n, len(uniques))
-    return np.append(np.asarray(uniques, dtype=object), None)[best]  # -1 (no value) picks None
+    return mode_per_group(g.code, vcode[g.pos], g.n, len(uniques)), uniques
+
+
+def labels(codes: np.ndarray, values: Any, dtype: Any = "str") -> pd.api.extensions.ExtensionArray:
+    """Return ``values[codes]`` as a text array of ``dtype``, missing where a code is -1.
+
+    The same array as ``pd.array(values_as_objects[codes], dtype=dtype)``; with Arrow-backed
+    text it is one take from the few values, no Python string per row.
+    """
+    dtype = pd.api.types.pandas_dtype(dtype)
+    codes = np.asarray(codes, dtype=np.int64)
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        table = pa.array(np.asarray(values, dtype=object), type=pa.large_string())
+        return pd.array(table.take(pa.array(codes, mask=codes < 0)), dtype=dtype)
+    return pd.array(np.append(np.asarray(values, dtype=object), None)[codes], dtype=dtype)
 
 
 def _descriptors(g: Groups, recency: np.ndarray, freq: np.ndarray,
@@ -889,24 +906,24 @@ def _descriptors(g: Groups, recency: np.ndarray, freq: np.ndarray,
     f = 1 + np.searchsorted(_edges(cfg.frequency_edges, "frequency_edges"), freq, side="left")
     lower = pd.Series(monetary).rank(method="min").to_numpy() - 1  # customers strictly below
     m = (1 + np.floor(5 * lower / max(g.n, 1))).astype(np.int64)
-    stage = np.where(freq == 1, "new", np.where(freq >= cfg.loyal_min_orders, "loyal", "repeat"))
+    stage = np.where(freq == 1, 0, np.where(freq >= cfg.loyal_min_orders, 1, 2))
 
-    def text(values: np.ndarray) -> pd.api.extensions.ExtensionArray | np.ndarray:
-        return pd.array(np.asarray(values, dtype=object), dtype=g.text_dtype)
+    def text(codes: np.ndarray, values: Any) -> pd.api.extensions.ExtensionArray:
+        return labels(codes, values, g.text_dtype)
 
     def date(days: np.ndarray) -> np.ndarray:
         return days.astype("datetime64[D]").astype(g.date_dtype)
 
     return {
-        "country": text(_mode(g, "country")),
-        "channel": text(_mode(g, "channel")),
+        "country": text(*_mode(g, "country")),
+        "channel": text(*_mode(g, "channel")),
         "first_order_date": date(g.c_first_day),
         "last_order_date": date(g.c_last_day),
-        "lifecycle_stage": text(stage),
+        "lifecycle_stage": text(stage, ("new", "loyal", "repeat")),
         "r_score": r.astype(np.int64),
         "f_score": f.astype(np.int64),
         "m_score": m,
-        "rfm_segment": text(_SEGMENTS[r - 1, f - 1]),
+        "rfm_segment": text(_SEGMENT_CODES[r - 1, f - 1], _SEGMENT_NAMES),
     }
 
 

@@ -9,6 +9,7 @@ when none pushes by more than ``scoring.min_cause_contribution``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,8 +34,15 @@ _SHARE_TOL = 1e-12
 
 def risk_tiers(p: np.ndarray | pd.Series, high: float, medium: float) -> np.ndarray:
     """Return ``high`` where ``p >= high``, ``medium`` where ``p >= medium``, else ``low``; shape (n,)."""
+    return _RISK_NAMES[_risk_codes(p, high, medium)]
+
+
+_RISK_NAMES = np.array(["high", "medium", "low"], dtype=object)
+
+
+def _risk_codes(p: np.ndarray | pd.Series, high: float, medium: float) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
-    return np.select([p >= high, p >= medium], ["high", "medium"], default="low").astype(object)
+    return np.select([p >= high, p >= medium], [0, 1], default=2)
 
 
 def value_tiers(monetary: pd.Series, a_share: float, b_share: float) -> pd.Series:
@@ -46,23 +54,27 @@ def value_tiers(monetary: pd.Series, a_share: float, b_share: float) -> pd.Serie
     ``b_share``; the rest are **C**.  Negative or missing revenue counts as 0; when the total
     is 0 every customer is C.
     """
+    tiers = np.array(["A", "B", "C"], dtype=object)[_value_tier_codes(monetary, a_share, b_share)]
+    return pd.Series(tiers, index=monetary.index, name="value_tier")
+
+
+def _value_tier_codes(monetary: pd.Series, a_share: float, b_share: float) -> np.ndarray:
+    """:func:`value_tiers` as codes: 0 for A, 1 for B, 2 for C."""
     m = np.clip(monetary.to_numpy(dtype=np.float64, na_value=0.0), 0.0, None)
     total = m.sum()
     n = len(m)
     if n == 0 or total <= 0:
-        return pd.Series(np.full(n, "C", dtype=object), index=monetary.index, name="value_tier")
+        return np.full(n, 2, dtype=np.int64)
     if monetary.index.is_monotonic_increasing and monetary.index.is_unique:
         order = np.argsort(-m, kind="stable")  # sorted unique ids: ties already in id order
     else:
         order = np.lexsort((np.asarray(monetary.index, dtype=object), -m))
     ranked = m[order]
     before = np.concatenate(([0.0], np.cumsum(ranked)[:-1])) / total
-    tier_sorted = np.select(
-        [before < a_share - _SHARE_TOL, before < b_share - _SHARE_TOL], ["A", "B"], default="C"
-    ).astype(object)
-    tiers = np.empty(n, dtype=object)
+    tier_sorted = np.select([before < a_share - _SHARE_TOL, before < b_share - _SHARE_TOL], [0, 1], default=2)
+    tiers = np.empty(n, dtype=np.int64)
     tiers[order] = tier_sorted
-    return pd.Series(tiers, index=monetary.index, name="value_tier")
+    return tiers
 
 
 def family_contributions(
@@ -94,34 +106,38 @@ def top_causes(causes: pd.DataFrame, min_contribution: float) -> np.ndarray:
     first in ``schema.ACTIONABLE_FAMILIES``.
     """
     matrix = causes[[cause_column(f) for f in ACTIONABLE_FAMILIES]].to_numpy(dtype=np.float64)
-    return _top_causes(matrix, min_contribution, families=ACTIONABLE_FAMILIES)
+    return _CAUSE_NAMES[_top_cause_codes(matrix, min_contribution)]
 
 
-def _top_causes(matrix: np.ndarray, min_contribution: float,
-                families: tuple[str, ...] = tuple(FAMILIES)) -> np.ndarray:
-    """:func:`top_causes` of a matrix whose columns are ``families`` (default: every family)."""
-    if families != ACTIONABLE_FAMILIES:
-        matrix = matrix[:, [list(families).index(f) for f in ACTIONABLE_FAMILIES]]
+#: ``top_cause`` by code: the actionable families, then ``activity``.
+_CAUSE_NAMES = np.array([*ACTIONABLE_FAMILIES, ACTIVITY], dtype=object)
+
+
+def _top_cause_codes(matrix: np.ndarray, min_contribution: float) -> np.ndarray:
+    """:func:`top_causes` as positions in :data:`_CAUSE_NAMES`."""
     if len(matrix) == 0:
-        return np.empty(0, dtype=object)
+        return np.empty(0, dtype=np.int64)
     best = np.argmax(matrix, axis=1)
     value = matrix[np.arange(len(matrix)), best]
-    names = np.asarray(ACTIONABLE_FAMILIES, dtype=object)[best]
-    return np.where(value > max(min_contribution, 0.0), names, ACTIVITY).astype(object)
+    return np.where(value > max(min_contribution, 0.0), best, len(ACTIONABLE_FAMILIES))
 
 
-def _lifecycle(frame: pd.DataFrame, loyal_min_orders: int) -> pd.Series:
+def _lifecycle(frame: pd.DataFrame, loyal_min_orders: int) -> Any:
     if "lifecycle_stage" in frame.columns:
-        return frame["lifecycle_stage"].astype(object)
+        return _text(frame, "lifecycle_stage")
     freq = frame["frequency"].to_numpy(dtype=np.float64, na_value=0.0)
-    stage = np.select([freq <= 1, freq >= loyal_min_orders], ["new", "loyal"], default="repeat").astype(object)
-    return pd.Series(stage, index=frame.index)
+    return _features.labels(np.select([freq <= 1, freq >= loyal_min_orders], [0, 1], default=2),
+                            ("new", "loyal", "repeat"))
 
 
-def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column in frame.columns:
-        return frame[column]
-    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+def _text(frame: pd.DataFrame, column: str) -> Any:
+    """Return a text column of the features for the scores frame (as text; missing: all None)."""
+    if column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    values = frame[column]
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.array  # already text: no conversion there and back
+    return values.to_numpy(dtype=object)
 
 
 def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataFrame:
@@ -169,17 +185,18 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     out = pd.DataFrame(
         {
             "churn_probability": p,
-            "risk_tier": risk_tiers(p, sc.risk_high, sc.risk_medium),
-            "rfm_segment": _text(frame, "rfm_segment").array,
-            "value_tier": value_tiers(monetary, sc.value_a_share, sc.value_b_share).to_numpy(),
-            "lifecycle_stage": _lifecycle(frame, config.features.loyal_min_orders).to_numpy(),
+            "risk_tier": _features.labels(_risk_codes(p, sc.risk_high, sc.risk_medium), _RISK_NAMES),
+            "rfm_segment": _text(frame, "rfm_segment"),
+            "value_tier": _features.labels(_value_tier_codes(monetary, sc.value_a_share, sc.value_b_share),
+                                           ("A", "B", "C")),
+            "lifecycle_stage": _lifecycle(frame, config.features.loyal_min_orders),
             "days_since_last_order": frame["recency_days"].to_numpy(),
             "frequency": frequency.to_numpy(),
             "monetary_total": monetary.round(2).to_numpy(),
             "aov": aov.round(2).to_numpy(),
-            "country": _text(frame, "country").array,
-            "channel": _text(frame, "channel").array,
-            "top_cause": top_cause,
+            "country": _text(frame, "country"),
+            "channel": _text(frame, "channel"),
+            "top_cause": _features.labels(top_cause, _CAUSE_NAMES),
         },
         index=pd.Index(frame.index, name="customer_id"),
     )
@@ -208,7 +225,7 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     names = list(model.features)
     families = _family_positions(names)
     causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
-    top = np.empty(n, dtype=object)
+    top = np.empty(n, dtype=np.int64)
     reasons = []
     starts = list(range(0, max(n, 1), CHUNK_ROWS))
 
@@ -239,7 +256,8 @@ def _explain_chunk(part: pd.DataFrame, start: int, values: np.ndarray, names: li
     family = np.round(family, DECIMALS)
     rows = slice(start, start + len(part))
     causes[rows] = family
-    top[rows] = _top_causes(family, sc.min_cause_contribution)
+    # FAMILIES lists the actionable families first, in order
+    top[rows] = _top_cause_codes(family[:, :len(ACTIONABLE_FAMILIES)], sc.min_cause_contribution)
     reasons.append(_reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days))
 
 
