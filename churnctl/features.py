@@ -33,6 +33,7 @@ Descriptor columns (:data:`DESCRIPTOR_COLUMNS`) and auxiliary counts used by rea
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,8 +187,9 @@ class History:
         rows = np.flatnonzero(ok)
         # Sort by (customer, time); exact ties in time are broken by order_id so the result does
         # not depend on the input row order.
-        order = np.lexsort((time[rows], cust[rows]))
-        rows = rows[order]
+        from .kernels import sort_by_group_time  # imports numba: only when a history is built
+
+        rows = rows[sort_by_group_time(cust[rows], time[rows], len(uniques))]  # = np.lexsort((t, c))
         c, t = cust[rows], time[rows]
         if np.any((np.diff(c) == 0) & (np.diff(t) == 0)):
             oid = pd.factorize(orders["order_id"].iloc[rows].astype(str), sort=True)[0]
@@ -237,7 +239,11 @@ class History:
         if name not in self._cols:
             if self._orders is None:
                 raise KeyError(f"order column '{name}' was not read before History.detach()")
-            self._cols[name] = self._orders[name].to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
+            col = self._orders[name]
+            if col.dtype == np.float64:  # a view of the column: one copy, the taken rows
+                self._cols[name] = np.take(col.to_numpy(), self.rows)
+            else:
+                self._cols[name] = col.to_numpy(dtype=np.float64, na_value=np.nan)[self.rows]
         return self._cols[name]
 
     def take(self, name: str, pos: np.ndarray) -> np.ndarray:
@@ -266,12 +272,14 @@ class History:
         """
         self._once = once
         if self._orders is not None:
-            for name in ("amount", *schema.ORDER_MONEY, "delivery_days", "promised_days", "review_score"):
-                if name in self.columns:
-                    self.col(name)
-            for name in ("country", "channel"):
-                if name in self.columns:
-                    self.text(name)
+            numbers = [name for name in ("amount", *schema.ORDER_MONEY, "delivery_days", "promised_days",
+                                         "review_score") if name in self.columns]
+            texts = [name for name in ("country", "channel") if name in self.columns]
+            # Two threads: the copies (numpy takes, Arrow/categorical coding) run out of the GIL.
+            with ThreadPoolExecutor(2) as pool:
+                for _ in pool.map(lambda read: read[0](read[1]),
+                                  [(self.col, n) for n in numbers] + [(self.text, t) for t in texts]):
+                    pass
             self._orders = None
         return self
 
@@ -446,18 +454,9 @@ def mean_gap_days(g: Groups) -> np.ndarray:
 
 @feature("activity", "Median days between consecutive completed orders; NaN with one order.")
 def median_gap_days(g: Groups) -> np.ndarray:
-    same = np.diff(g.c_code) == 0
-    gaps = np.diff(g.c_day)[same]  # whole days >= 0, customers in order
-    code = g.c_code[1:][same]
-    # Sort each customer's gaps: one sort of (customer, gap) packed in an int64.
-    width = int(gaps.max()) + 1 if gaps.size else 1
-    gaps = (np.sort(code.astype(np.int64) * width + gaps) % width).astype(np.float64)
-    k = np.bincount(code, minlength=g.n)
-    start = np.cumsum(k) - k
-    has = k > 0
-    out = np.full(g.n, np.nan)
-    out[has] = (gaps[start[has] + (k[has] - 1) // 2] + gaps[start[has] + k[has] // 2]) / 2
-    return out
+    from .kernels import median_gap
+
+    return median_gap(g.c_code, g.c_day, g.n)
 
 
 @feature("activity", """recency_days / max(mean_gap_days, 1): above 1 the customer is later than
@@ -862,6 +861,8 @@ def _segment_grid() -> np.ndarray:
 
 
 _SEGMENTS = _segment_grid()
+_SEGMENT_NAMES = tuple(name for name, _, _ in RFM_RULES)
+_SEGMENT_CODES = np.vectorize(_SEGMENT_NAMES.index, otypes=[np.int64])(_SEGMENTS)
 
 
 def _edges(values: tuple[int, ...], key: str) -> np.ndarray:
@@ -871,38 +872,31 @@ def _edges(values: tuple[int, ...], key: str) -> np.ndarray:
     return edges
 
 
-def _mode(g: Groups, column: str) -> np.ndarray:
-    """Return each customer's most frequent value of a text column (ties: latest), as objects."""
-    out = np.full(g.n, None, dtype=object)
+def _mode(g: Groups, column: str) -> tuple[np.ndarray, Any]:
+    """Return each customer's most frequent value of a text column (ties: latest), as (code, -1
+    when none; the values)."""
     if column not in g.columns:
-        return out
+        return np.full(g.n, -1, dtype=np.int64), ()
     vcode, uniques = g.history.text(column)
-    values = np.asarray(uniques, dtype=object)
-    vcode = vcode[g.pos]
-    has = np.flatnonzero(vcode >= 0)  # rows are time-sorted: larger index = later
-    if not has.size:
-        return out
-    code, vcode = g.code[has], vcode[has]
-    # Most customers use one value only: their mode needs no counting.
-    starts = np.flatnonzero(np.r_[True, np.diff(code) != 0])
-    lo, hi = np.minimum.reduceat(vcode, starts), np.maximum.reduceat(vcode, starts)
-    single = lo == hi
-    out[code[starts[single]]] = values[lo[single]]
-    mixed = np.repeat(~single, np.diff(np.r_[starts, code.size]))
-    if not mixed.any():
-        return out
-    latest_row = np.flatnonzero(mixed)
-    code, vcode = code[mixed], vcode[mixed]
-    key = code * len(values) + vcode
-    keys, inverse = np.unique(key, return_inverse=True)
-    counts = np.bincount(inverse)
-    latest = np.zeros(keys.size, dtype=np.int64)
-    np.maximum.at(latest, inverse, latest_row)
-    kcode = keys // len(values)
-    pick = np.lexsort((latest, counts, kcode))
-    best = pick[np.r_[np.diff(kcode[pick]) != 0, True]]  # last (best) key of each customer
-    out[kcode[best]] = values[keys[best] % len(values)]
-    return out
+    from .kernels import mode_per_group
+
+    return mode_per_group(g.code, vcode[g.pos], g.n, len(uniques)), uniques
+
+
+def labels(codes: np.ndarray, values: Any, dtype: Any = "str") -> pd.api.extensions.ExtensionArray:
+    """Return ``values[codes]`` as a text array of ``dtype``, missing where a code is -1.
+
+    The same array as ``pd.array(values_as_objects[codes], dtype=dtype)``; with Arrow-backed
+    text it is one take from the few values, no Python string per row.
+    """
+    dtype = pd.api.types.pandas_dtype(dtype)
+    codes = np.asarray(codes, dtype=np.int64)
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        table = pa.array(np.asarray(values, dtype=object), type=pa.large_string())
+        return pd.array(table.take(pa.array(codes, mask=codes < 0)), dtype=dtype)
+    return pd.array(np.append(np.asarray(values, dtype=object), None)[codes], dtype=dtype)
 
 
 def _descriptors(g: Groups, recency: np.ndarray, freq: np.ndarray,
@@ -912,24 +906,24 @@ def _descriptors(g: Groups, recency: np.ndarray, freq: np.ndarray,
     f = 1 + np.searchsorted(_edges(cfg.frequency_edges, "frequency_edges"), freq, side="left")
     lower = pd.Series(monetary).rank(method="min").to_numpy() - 1  # customers strictly below
     m = (1 + np.floor(5 * lower / max(g.n, 1))).astype(np.int64)
-    stage = np.where(freq == 1, "new", np.where(freq >= cfg.loyal_min_orders, "loyal", "repeat"))
+    stage = np.where(freq == 1, 0, np.where(freq >= cfg.loyal_min_orders, 1, 2))
 
-    def text(values: np.ndarray) -> pd.api.extensions.ExtensionArray | np.ndarray:
-        return pd.array(np.asarray(values, dtype=object), dtype=g.text_dtype)
+    def text(codes: np.ndarray, values: Any) -> pd.api.extensions.ExtensionArray:
+        return labels(codes, values, g.text_dtype)
 
     def date(days: np.ndarray) -> np.ndarray:
         return days.astype("datetime64[D]").astype(g.date_dtype)
 
     return {
-        "country": text(_mode(g, "country")),
-        "channel": text(_mode(g, "channel")),
+        "country": text(*_mode(g, "country")),
+        "channel": text(*_mode(g, "channel")),
         "first_order_date": date(g.c_first_day),
         "last_order_date": date(g.c_last_day),
-        "lifecycle_stage": text(stage),
+        "lifecycle_stage": text(stage, ("new", "loyal", "repeat")),
         "r_score": r.astype(np.int64),
         "f_score": f.astype(np.int64),
         "m_score": m,
-        "rfm_segment": text(_SEGMENTS[r - 1, f - 1]),
+        "rfm_segment": text(_SEGMENT_CODES[r - 1, f - 1], _SEGMENT_NAMES),
     }
 
 

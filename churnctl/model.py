@@ -28,6 +28,8 @@ import math
 import os
 import platform
 import tempfile
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,8 @@ BTYD_FEATURES = ("p_alive", "expected_orders_horizon", "p_no_order_horizon")
 BTYD_OUTPUTS = ("expected_days_to_next_order", "predicted_value_12m")
 
 log = logging.getLogger("churnctl")
+#: Boosters whose prediction thread count is set (see ``ChurnModel._booster``).
+_THREADED: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 # XGBoost's OpenMP threads sleep while they wait for each other instead of spinning: spinning
 # threads on a 2-core machine shared with other work made a 2-thread fit 4x slower than one
@@ -143,17 +147,29 @@ def add_btyd(
     the documented predicted value).  ``summary``: ``btyd.summary(orders, as_of)`` when the
     caller already has it (``orders`` is then not read).
     """
+    pred, why = _btyd_predictions(orders, as_of, horizon_days, summary=summary)
+    if pred is None:
+        return frame, why
+    return _with_btyd(frame, pred), None
+
+
+def _btyd_predictions(orders: pd.DataFrame | None, as_of: pd.Timestamp, horizon_days: int, *,
+                      summary: pd.DataFrame | None = None) -> tuple[pd.DataFrame | None, str | None]:
+    """Return (the BG/NBD predictions per customer, None), or (None, why the fit is impossible)."""
     as_of = as_of_timestamp(as_of)
     try:
         if summary is None:
             summary = _btyd.summary(orders, as_of)  # once for the fit and the predictions
         fitted = _btyd.fit(orders, as_of, precomputed=summary)
-        pred = _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary)
+        return _btyd.predict(fitted, orders, as_of, horizon_days, precomputed=summary), None
     except (TrainingError, InputError) as exc:
-        return frame, str(exc)
+        return None, str(exc)
+
+
+def _with_btyd(frame: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
     if not pred.index.equals(frame.index):
         pred = pred.reindex(frame.index)
-    return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)}), None
+    return frame.assign(**{c: pred[c].to_numpy(dtype=np.float64) for c in (*BTYD_FEATURES, *BTYD_OUTPUTS)})
 
 
 def _purchase_summary(groups: _features.Groups) -> pd.DataFrame:
@@ -181,14 +197,19 @@ def history_features(history: _features.History, as_of: pd.Timestamp, config: Co
     """
     as_of = as_of_timestamp(as_of)
     groups = history.at(as_of)
-    frame = _features.frame(groups)
-    if frame.empty or not config.model.btyd_features:
-        return frame
-    out, why = add_btyd(frame, None, as_of, config.horizon_days, summary=_purchase_summary(groups))
+    if groups.n == 0 or not config.model.btyd_features:
+        return _features.frame(groups)
+    # The BG/NBD fit (scipy over numpy arrays, mostly out of the GIL) runs on a second thread
+    # while the features are computed; it reads only the groups' completed orders.
+    with ThreadPoolExecutor(1) as pool:
+        btyd = pool.submit(lambda: _btyd_predictions(None, as_of, config.horizon_days,
+                                                     summary=_purchase_summary(groups)))
+        frame = _features.frame(groups)
+        pred, why = btyd.result()
     if why:
         log.info("features BG/NBD not available, its features are left empty (%s)", why)
-        out = frame.assign(**{c: np.nan for c in BTYD_FEATURES})
-    return out
+        return frame.assign(**{c: np.nan for c in BTYD_FEATURES})
+    return _with_btyd(frame, pred)
 
 
 def snapshot_cutoffs(as_of: pd.Timestamp, horizon_days: int, n: int, step_days: int) -> list[pd.Timestamp]:
@@ -407,7 +428,9 @@ class ChurnModel:
 
     def _booster(self) -> Any:
         booster = self.estimator.get_booster()
-        booster.set_param({"nthread": os.cpu_count() or 1})  # per-row predictions: thread count is harmless
+        if booster not in _THREADED:  # set once: a parameter change while another thread predicts is a race
+            booster.set_param({"nthread": os.cpu_count() or 1})  # per-row predictions: thread count is harmless
+            _THREADED.add(booster)
         return booster
 
     def _dmatrix(self, x: np.ndarray) -> Any:
@@ -442,10 +465,14 @@ class ChurnModel:
         pd.DataFrame
             Index of ``X``; columns ``self.features + ["bias"]``; float64 log-odds.
         """
-        x = self._x(X)
-        columns = [*self.features, "bias"]
+        values = self.contribution_values(self._x(X), approx=approx)
+        return pd.DataFrame(values, index=X.index, columns=[*self.features, "bias"])
+
+    def contribution_values(self, x: np.ndarray, *, approx: bool = False) -> np.ndarray:
+        """Return :meth:`contributions` as an array from the feature matrix ``x`` (columns
+        ``self.features``): shape (n, features + 1), ``bias`` last, float64."""
         if len(x) == 0:
-            return pd.DataFrame(np.zeros((0, len(columns))), index=X.index, columns=columns)
+            return np.zeros((0, len(self.features) + 1))
         if self.algo == "xgboost":
             booster, values = self._booster(), None
             if not approx:
@@ -454,12 +481,10 @@ class ChurnModel:
                 values = booster_contributions(booster, x)
             if values is None:
                 values = booster.predict(self._dmatrix(x), pred_contribs=True, approx_contribs=approx)
-            values = values.astype(np.float64, copy=False)
-        else:
-            pre = self.estimator[:-1].transform(x)
-            lr = self.estimator[-1]
-            values = np.column_stack([pre * lr.coef_[0], np.full(len(x), lr.intercept_[0])])
-        return pd.DataFrame(values, index=X.index, columns=columns)
+            return values.astype(np.float64, copy=False)
+        pre = self.estimator[:-1].transform(x)
+        lr = self.estimator[-1]
+        return np.column_stack([pre * lr.coef_[0], np.full(len(x), lr.intercept_[0])])
 
 
 def fit_threads(config: Config) -> int:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 SEPARATOR = "; "
 
@@ -499,12 +501,24 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
         first, one per group of related features; ``""`` when there is none.
     """
     index = features.index
-    out = np.full(len(index), "", dtype=object)
     names = [c for c in contributions.columns if c in features.columns]
     if len(index) == 0 or not names or top_n <= 0:
-        return pd.Series(out, index=index, name="reasons", dtype="str")
-
+        return pd.Series(np.full(len(index), "", dtype=object), index=index, name="reasons", dtype="str")
     contrib = contributions[names].reindex(index).to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.Series(pd.array(phrases(features, names, contrib, top_n, recent_days=recent_days), dtype="str"),
+                     index=index, name="reasons")
+
+
+def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int = 3, *,
+            recent_days: int = 90) -> pa.Array:
+    """Return :func:`build`'s strings as an Arrow array, from a contribution matrix.
+
+    ``contrib`` has one row per row of ``features`` (same order) and one column per name of
+    ``names`` (each a column of ``features``).
+    """
+    index = features.index
+    if len(index) == 0 or not names or top_n <= 0:
+        return pa.array(np.full(len(index), "", dtype=object), type=pa.large_string())
     left = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain; -inf: tried
     renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
     group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
@@ -539,8 +553,8 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
         said[rows, count[rows]] = group_of[col]
         count[rows] += 1
 
-    out = slots[:, 0]
-    for s in range(1, top_n):
-        more = np.flatnonzero(count > s)  # slots fill in order: slot s is said iff count > s
-        out[more] = out[more] + SEPARATOR + slots[more, s]
-    return pd.Series(out, index=index, name="reasons", dtype="str")
+    # Slots fill in order: slot s is said iff count > s; the others are null, skipped by the join.
+    said_slots = [pa.array(slots[:, s], mask=count <= s if s else None, type=pa.large_string())
+                  for s in range(top_n)]
+    return pc.binary_join_element_wise(*said_slots, pa.scalar(SEPARATOR, pa.large_string()),
+                                       null_handling="skip")

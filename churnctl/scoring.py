@@ -9,9 +9,12 @@ when none pushes by more than ``scoring.min_cause_contribution``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import features as _features
 from . import reasons as _reasons
@@ -31,8 +34,15 @@ _SHARE_TOL = 1e-12
 
 def risk_tiers(p: np.ndarray | pd.Series, high: float, medium: float) -> np.ndarray:
     """Return ``high`` where ``p >= high``, ``medium`` where ``p >= medium``, else ``low``; shape (n,)."""
+    return _RISK_NAMES[_risk_codes(p, high, medium)]
+
+
+_RISK_NAMES = np.array(["high", "medium", "low"], dtype=object)
+
+
+def _risk_codes(p: np.ndarray | pd.Series, high: float, medium: float) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
-    return np.select([p >= high, p >= medium], ["high", "medium"], default="low").astype(object)
+    return np.select([p >= high, p >= medium], [0, 1], default=2)
 
 
 def value_tiers(monetary: pd.Series, a_share: float, b_share: float) -> pd.Series:
@@ -44,21 +54,27 @@ def value_tiers(monetary: pd.Series, a_share: float, b_share: float) -> pd.Serie
     ``b_share``; the rest are **C**.  Negative or missing revenue counts as 0; when the total
     is 0 every customer is C.
     """
+    tiers = np.array(["A", "B", "C"], dtype=object)[_value_tier_codes(monetary, a_share, b_share)]
+    return pd.Series(tiers, index=monetary.index, name="value_tier")
+
+
+def _value_tier_codes(monetary: pd.Series, a_share: float, b_share: float) -> np.ndarray:
+    """:func:`value_tiers` as codes: 0 for A, 1 for B, 2 for C."""
     m = np.clip(monetary.to_numpy(dtype=np.float64, na_value=0.0), 0.0, None)
     total = m.sum()
     n = len(m)
     if n == 0 or total <= 0:
-        return pd.Series(np.full(n, "C", dtype=object), index=monetary.index, name="value_tier")
-    ids = np.asarray(monetary.index, dtype=object)
-    order = np.lexsort((ids, -m))
+        return np.full(n, 2, dtype=np.int64)
+    if monetary.index.is_monotonic_increasing and monetary.index.is_unique:
+        order = np.argsort(-m, kind="stable")  # sorted unique ids: ties already in id order
+    else:
+        order = np.lexsort((np.asarray(monetary.index, dtype=object), -m))
     ranked = m[order]
     before = np.concatenate(([0.0], np.cumsum(ranked)[:-1])) / total
-    tier_sorted = np.select(
-        [before < a_share - _SHARE_TOL, before < b_share - _SHARE_TOL], ["A", "B"], default="C"
-    ).astype(object)
-    tiers = np.empty(n, dtype=object)
+    tier_sorted = np.select([before < a_share - _SHARE_TOL, before < b_share - _SHARE_TOL], [0, 1], default=2)
+    tiers = np.empty(n, dtype=np.int64)
     tiers[order] = tier_sorted
-    return pd.Series(tiers, index=monetary.index, name="value_tier")
+    return tiers
 
 
 def family_contributions(
@@ -90,26 +106,38 @@ def top_causes(causes: pd.DataFrame, min_contribution: float) -> np.ndarray:
     first in ``schema.ACTIONABLE_FAMILIES``.
     """
     matrix = causes[[cause_column(f) for f in ACTIONABLE_FAMILIES]].to_numpy(dtype=np.float64)
+    return _CAUSE_NAMES[_top_cause_codes(matrix, min_contribution)]
+
+
+#: ``top_cause`` by code: the actionable families, then ``activity``.
+_CAUSE_NAMES = np.array([*ACTIONABLE_FAMILIES, ACTIVITY], dtype=object)
+
+
+def _top_cause_codes(matrix: np.ndarray, min_contribution: float) -> np.ndarray:
+    """:func:`top_causes` as positions in :data:`_CAUSE_NAMES`."""
     if len(matrix) == 0:
-        return np.empty(0, dtype=object)
+        return np.empty(0, dtype=np.int64)
     best = np.argmax(matrix, axis=1)
     value = matrix[np.arange(len(matrix)), best]
-    names = np.asarray(ACTIONABLE_FAMILIES, dtype=object)[best]
-    return np.where(value > max(min_contribution, 0.0), names, ACTIVITY).astype(object)
+    return np.where(value > max(min_contribution, 0.0), best, len(ACTIONABLE_FAMILIES))
 
 
-def _lifecycle(frame: pd.DataFrame, loyal_min_orders: int) -> pd.Series:
+def _lifecycle(frame: pd.DataFrame, loyal_min_orders: int) -> Any:
     if "lifecycle_stage" in frame.columns:
-        return frame["lifecycle_stage"].astype(object)
+        return _text(frame, "lifecycle_stage")
     freq = frame["frequency"].to_numpy(dtype=np.float64, na_value=0.0)
-    stage = np.select([freq <= 1, freq >= loyal_min_orders], ["new", "loyal"], default="repeat").astype(object)
-    return pd.Series(stage, index=frame.index)
+    return _features.labels(np.select([freq <= 1, freq >= loyal_min_orders], [0, 1], default=2),
+                            ("new", "loyal", "repeat"))
 
 
-def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column in frame.columns:
-        return frame[column]
-    return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+def _text(frame: pd.DataFrame, column: str) -> Any:
+    """Return a text column of the features for the scores frame (as text; missing: all None)."""
+    if column not in frame.columns:
+        return np.full(len(frame), None, dtype=object)
+    values = frame[column]
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.array  # already text: no conversion there and back
+    return values.to_numpy(dtype=object)
 
 
 def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataFrame:
@@ -139,8 +167,14 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
         raise ConfigError(f"scoring.contributions: unknown value '{sc.contributions}' (choose exact or approx)")
     model.check_features(features)
     frame = features  # the parameter shadows the module name, kept for the public signature
-    p = np.round(model.predict_proba(frame), DECIMALS)
-    causes, top_cause, reasons = _explain(frame, model, config)
+    # The probabilities (xgboost, out of the GIL) are computed on a second thread while the
+    # contributions and reasons of the chunks are.
+    if model.algo == "xgboost":
+        model._booster()  # its settings are made once here, before two threads use it
+    with ThreadPoolExecutor(1) as pool:
+        proba = pool.submit(model.predict_proba, frame)
+        causes, top_cause, reasons = _explain(frame, model, config)
+        p = np.round(proba.result(), DECIMALS)
 
     frequency = frame["frequency"]
     monetary = frame["monetary_total"].astype(np.float64)
@@ -151,17 +185,18 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     out = pd.DataFrame(
         {
             "churn_probability": p,
-            "risk_tier": risk_tiers(p, sc.risk_high, sc.risk_medium),
-            "rfm_segment": _text(frame, "rfm_segment").to_numpy(),
-            "value_tier": value_tiers(monetary, sc.value_a_share, sc.value_b_share).to_numpy(),
-            "lifecycle_stage": _lifecycle(frame, config.features.loyal_min_orders).to_numpy(),
+            "risk_tier": _features.labels(_risk_codes(p, sc.risk_high, sc.risk_medium), _RISK_NAMES),
+            "rfm_segment": _text(frame, "rfm_segment"),
+            "value_tier": _features.labels(_value_tier_codes(monetary, sc.value_a_share, sc.value_b_share),
+                                           ("A", "B", "C")),
+            "lifecycle_stage": _lifecycle(frame, config.features.loyal_min_orders),
             "days_since_last_order": frame["recency_days"].to_numpy(),
             "frequency": frequency.to_numpy(),
             "monetary_total": monetary.round(2).to_numpy(),
             "aov": aov.round(2).to_numpy(),
-            "country": _text(frame, "country").to_numpy(),
-            "channel": _text(frame, "channel").to_numpy(),
-            "top_cause": top_cause,
+            "country": _text(frame, "country"),
+            "channel": _text(frame, "channel"),
+            "top_cause": _features.labels(top_cause, _CAUSE_NAMES),
         },
         index=pd.Index(frame.index, name="customer_id"),
     )
@@ -176,29 +211,66 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     return out[list(SCORE_COLUMNS[1:])]
 
 
-def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, pd.api.extensions.ExtensionArray]:
     """Return the cause family sums (n x families, rounded), ``top_cause`` and ``reasons``.
 
     Customers go through in chunks of :data:`CHUNK_ROWS`: the per-feature contributions exist
-    for one chunk at a time, so memory stays bounded whatever the number of customers.  Every
-    output row depends only on its own customer, so the result equals a single pass.
+    for two chunks at a time, so memory stays bounded whatever the number of customers.  The
+    contributions of the next chunk (compiled, out of the GIL) are computed on a second thread
+    while the reasons of this one are written.  Every output row depends only on its own
+    customer, so the result equals a single pass.
     """
     sc = config.scoring
     n = len(frame)
+    names = list(model.features)
+    families = _family_positions(names)
     causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
-    top = np.empty(n, dtype=object)
-    reasons = np.empty(n, dtype=object)
-    for start in range(0, max(n, 1), CHUNK_ROWS):
-        part = frame.iloc[start:start + CHUNK_ROWS]
-        by_feature = model.contributions(part, approx=sc.contributions == "approx").drop(columns="bias")
-        family = family_contributions(by_feature).round(DECIMALS)
-        rows = slice(start, start + len(part))
-        causes[rows] = family[list(CAUSE_COLUMNS)].to_numpy()
-        top[rows] = top_causes(family, sc.min_cause_contribution)
-        said = _reasons.build(part, by_feature, top_n=3, recent_days=config.features.recent_days)
-        reasons[rows] = said.to_numpy(dtype=object)
-        del by_feature, family
-    return causes, top, reasons
+    top = np.empty(n, dtype=np.int64)
+    reasons = []
+    starts = list(range(0, max(n, 1), CHUNK_ROWS))
+
+    def contributions(start: int) -> np.ndarray:
+        x = model._x(frame.iloc[start:start + CHUNK_ROWS])
+        return model.contribution_values(x, approx=sc.contributions == "approx")
+
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(contributions, starts[0])
+        for k, start in enumerate(starts):
+            values = upcoming.result()
+            if k + 1 < len(starts):
+                upcoming = pool.submit(contributions, starts[k + 1])
+            part = frame.iloc[start:start + CHUNK_ROWS]
+            _explain_chunk(part, start, values, names, families, config, causes, top, reasons)
+            del values
+    return causes, top, pd.array(pa.chunked_array(reasons, type=pa.large_string()), dtype="str")
+
+
+def _explain_chunk(part: pd.DataFrame, start: int, values: np.ndarray, names: list[str], families: list[int],
+                   config: Config, causes: np.ndarray, top: np.ndarray, reasons: list) -> None:
+    """Fill the rows of ``part`` (from row ``start``) in ``causes`` and ``top``; append its reasons."""
+    sc = config.scoring
+    by_feature = values[:, :len(names)]  # the bias (last column) belongs to no family
+    family = np.zeros((len(part), len(FAMILIES)), dtype=np.float64)
+    for i, position in enumerate(families):  # feature order: the sums equal family_contributions'
+        family[:, position] += by_feature[:, i]
+    family = np.round(family, DECIMALS)
+    rows = slice(start, start + len(part))
+    causes[rows] = family
+    # FAMILIES lists the actionable families first, in order
+    top[rows] = _top_cause_codes(family[:, :len(ACTIONABLE_FAMILIES)], sc.min_cause_contribution)
+    reasons.append(_reasons.phrases(part, names, by_feature, top_n=3, recent_days=config.features.recent_days))
+
+
+def _family_positions(names: list[str]) -> list[int]:
+    """Return the position in ``schema.FAMILIES`` of each feature's cause family."""
+    position = {f: i for i, f in enumerate(FAMILIES)}
+    out = []
+    for name in names:
+        family = _features.family_of(name)
+        if family not in position:
+            raise ModelError(f"model feature '{name}' has unknown cause family '{family}'; retrain with `churnctl train`")
+        out.append(position[family])
+    return out
 
 
 def _optional(frame: pd.DataFrame, column: str) -> np.ndarray:

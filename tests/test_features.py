@@ -435,3 +435,41 @@ def test_detached_history_gives_the_same_features_without_the_orders_frame(built
     assert_frame_equal(once.build(AS_OF), built)  # each column handed to the groups, used once
     with pytest.raises(KeyError, match="amount"):
         once.col("amount")
+
+
+def test_sort_kernel_orders_by_customer_then_time_keeping_ties_in_input_order():
+    from churnctl.kernels import sort_by_group_time
+
+    group = np.array([2, 0, 2, 1, 0, 2, 0], dtype=np.int64)
+    time = np.array([5, 9, 5, 3, 1, 4, 9], dtype=np.int64)
+    # customer 0: rows 4 (t=1), then 1 and 6 (t=9, input order); customer 1: row 3;
+    # customer 2: row 5 (t=4), then 0 and 2 (t=5, input order)
+    assert sort_by_group_time(group, time, 3).tolist() == [4, 1, 6, 3, 5, 0, 2]
+    # A customer with many orders (sorted by the stable merge path) and random ties.
+    rng = np.random.default_rng(0)
+    group = rng.integers(0, 4, 500)
+    group[:300] = 1
+    time = rng.integers(0, 20, 500)
+    assert np.array_equal(sort_by_group_time(group, time, 4), np.lexsort((time, group)))
+
+
+def test_mode_kernel_takes_the_most_frequent_value_and_the_latest_on_ties():
+    from churnctl.kernels import mode_per_group
+
+    group = np.array([0, 0, 0, 1, 1, 1, 1, 2, 3, 3], dtype=np.int64)
+    value = np.array([1, 0, 1, 0, 2, 2, 0, -1, 2, -1], dtype=np.int64)
+    # 0: value 1 twice; 1: 0 and 2 twice each, 0 seen last; 2: only missing; 3: value 2
+    assert mode_per_group(group, value, 5, 3).tolist() == [1, 0, -1, 2, -1]
+
+
+def test_median_gap_kernel_by_hand():
+    from churnctl.kernels import median_gap
+
+    group = np.array([0, 0, 0, 0, 1, 3, 3], dtype=np.int64)
+    day = np.array([0, 10, 12, 30, 5, 1, 4], dtype=np.int64)
+    # 0: gaps 10, 2, 18 -> 10; 1 and 2: no gap; 3: gap 3
+    got = median_gap(group, day, 4)
+    assert got[0] == 10 and math.isnan(got[1]) and math.isnan(got[2]) and got[3] == 3
+    many = np.arange(0, 400, dtype=np.int64) ** 2 // 7  # 399 gaps: the long path
+    assert median_gap(np.zeros(400, dtype=np.int64), many, 1)[0] == np.median(np.diff(many))
+    assert median_gap(np.zeros(5, dtype=np.int64), np.array([0, 1, 5, 6, 8]), 1)[0] == 1.5  # mean of 1, 2

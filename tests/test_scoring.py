@@ -174,8 +174,8 @@ def test_chunked_scoring_equals_one_pass_on_the_sample(small_sample, trained_mod
     monkeypatch.setattr(scoring, "CHUNK_ROWS", len(frame) + 1)
     whole = scoring.score(frame, fitted, cfg)
     calls = []
-    real = model.ChurnModel.contributions
-    monkeypatch.setattr(model.ChurnModel, "contributions", lambda self, x, **kw: calls.append(len(x)) or real(self, x, **kw))
+    real = model.ChurnModel.contribution_values
+    monkeypatch.setattr(model.ChurnModel, "contribution_values", lambda self, x, **kw: calls.append(len(x)) or real(self, x, **kw))
     monkeypatch.setattr(scoring, "CHUNK_ROWS", 97)
     chunked = scoring.score(frame, fitted, cfg)
     assert max(calls) == 97 and sum(calls) == len(frame)  # never all customers at once
