@@ -273,7 +273,9 @@ def _records(src: readers.Source, batch: readers.Batch, plan: _Plan) -> tuple[pd
 def _to_canonical(plan: _Plan, name: str, header: list[str], frame: pd.DataFrame,
                   config: IngestConfig) -> pd.DataFrame:
     if plan.mapping is not None:
-        return mappings.apply(plan.mapping, name, header, frame, config.identity, config.decimal)
+        # amounts come as numbers, except line items: they are summed as text first
+        return mappings.apply(plan.mapping, name, header, frame, config.identity, config.decimal,
+                              numbers=not plan.mapping.line_items)
     return pd.DataFrame({c: frame.iloc[:, i] for c, i in plan.canonical.items()}, index=frame.index)
 
 
@@ -374,6 +376,26 @@ def _choice(raw: pd.DataFrame, col: str, rej: _Rejector, allowed: Sequence[str],
 
 _DATE_LO, _DATE_HI = DATE_MIN.value, DATE_MAX.value  # ns since the epoch
 _DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_YEAR_LO, _YEAR_HI = 1700, 2262  # the years the fast path reads (datetime64[ns] holds them)
+_NO_DAY = np.iinfo(np.int32).min
+
+
+@functools.cache
+def _day_numbers() -> np.ndarray:
+    """Return days since the epoch of each date at ``(year - 1700) * 512 + month * 32 + day``.
+
+    ``_NO_DAY`` where there is no such date (month 0 or above 12, day 0 or past the month's
+    end): one lookup checks a date and converts it.
+    """
+    years = np.arange(_YEAR_LO, _YEAR_HI)
+    out = np.full((len(years), 16, 32), _NO_DAY, dtype=np.int32)
+    first = (years - 1970).astype("datetime64[Y]").astype("datetime64[M]")
+    for month in range(1, 13):
+        start = (first + (month - 1)).astype("datetime64[D]")
+        length = ((first + month).astype("datetime64[D]") - start).astype(np.int64)
+        for day in range(1, 32):
+            out[:, month, day] = np.where(day <= length, start.astype(np.int64) + day - 1, _NO_DAY)
+    return out.reshape(-1)
 
 
 def _iso_fast(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -391,6 +413,7 @@ def _iso_fast(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return ns, ok
     offsets, raw = _offsets(arr)
     length = np.diff(offsets)
+    table = _day_numbers()
     for size in (19, 20, 25):
         rows = np.flatnonzero(length == size)
         if not len(rows):
@@ -399,31 +422,29 @@ def _iso_fast(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         window = np.ndarray(shape=(max(len(raw) - size + 1, 0), size), dtype=np.uint8, buffer=raw,
                             strides=(1, 1))
         b = window[offsets[rows]]
-        d = b[:, _DIGITS].astype(np.int64) - 48
-        good = ((d >= 0) & (d <= 9)).all(axis=1)
+        d = b[:, _DIGITS] - np.uint8(48)  # a byte below "0" wraps above 9
+        good = (d <= 9).all(axis=1)
         good &= (b[:, 4] == 45) & (b[:, 7] == 45) & ((b[:, 10] == 84) | (b[:, 10] == 32))
         good &= (b[:, 13] == 58) & (b[:, 16] == 58)
-        shift = np.zeros(len(rows), dtype=np.int64)
+        shift = 0
         if size == 20:
             good &= b[:, 19] == 90
         elif size == 25:
-            z = b[:, [20, 21, 23, 24]].astype(np.int64) - 48
-            good &= ((z >= 0) & (z <= 9)).all(axis=1) & ((b[:, 19] == 43) | (b[:, 19] == 45))
-            good &= b[:, 22] == 58
+            z = b[:, [20, 21, 23, 24]] - np.uint8(48)
+            good &= (z <= 9).all(axis=1) & ((b[:, 19] == 43) | (b[:, 19] == 45)) & (b[:, 22] == 58)
+            z = z.astype(np.int32)
             oh, om = z[:, 0] * 10 + z[:, 1], z[:, 2] * 10 + z[:, 3]
             good &= (oh <= 23) & (om <= 59)
             shift = np.where(b[:, 19] == 43, -1, 1) * (oh * 3600 + om * 60)
+        d = d.astype(np.int32)
         year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-        month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
-        hour, minute, sec = d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
-        good &= (year >= 1700) & (year <= 2261) & (month >= 1) & (month <= 12) & (day >= 1)
-        good &= (hour <= 23) & (minute <= 59) & (sec <= 59)
-        year, month = np.where(good, year, 2000), np.where(good, month, 1)
-        first = (year - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (month - 1)
-        days_in_month = ((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(np.int64)
-        good &= day <= days_in_month
-        secs = ((first.astype("datetime64[D]").astype(np.int64) + day - 1) * 86400
-                + hour * 3600 + minute * 60 + sec + shift)
+        month, day, hour = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7], d[:, 8] * 10 + d[:, 9]
+        good &= (year >= _YEAR_LO) & (year < _YEAR_HI) & (month <= 15) & (day <= 31)
+        good &= (hour <= 23) & (d[:, 10] <= 5) & (d[:, 12] <= 5)  # minutes and seconds <= 59
+        days = table[np.where(good, (year - _YEAR_LO) * 512 + month * 32 + day, 0)]
+        good &= days != _NO_DAY
+        secs = (days.astype(np.int64) * 86400 + hour * 3600 + (d[:, 10] * 10 + d[:, 11]) * 60
+                + d[:, 12] * 10 + d[:, 13] + shift)
         ns[rows] = np.where(good, secs * 1_000_000_000, 0)
         ok[rows] = good
     return ns, ok
@@ -512,8 +533,7 @@ def _to_float(s: pd.Series) -> np.ndarray:
     text = _arrow(s)
     floats = mappings.cast_numbers(text)  # every value a number (or empty): done
     if floats is None:
-        ok = pa.array(_plain_numbers(text))
-        floats = pc.cast(pc.if_else(ok, text, pa.scalar(None, text.type)), pa.float64())
+        floats = pc.cast(mappings.valid_where(text, _plain_numbers(text)), pa.float64())
     return floats.to_numpy(zero_copy_only=False)
 
 
@@ -882,26 +902,53 @@ def _align(parts: list[pd.DataFrame], order: Sequence[str], keep: np.ndarray | N
             out[c] = pd.Series(values, copy=False)
             _release_memory()
             continue
+        if categorical:
+            out[c] = _align_categorical(parts, masks, c, total)
+            _release_memory()
+            continue
         pieces = []
         for part, mask in zip(parts, masks):
             if c in part:
-                piece = part.pop(c)
-            elif categorical:
-                piece = pd.Series(pd.Categorical.from_codes(np.full(len(part), -1), dtype.categories))
+                piece = part.pop(c).array
             else:
-                piece = pd.Series(np.nan, index=part.index, dtype=object).astype(dtype)
-            pieces.append(piece if mask is None or mask.all() else piece[mask])
-        if categorical:  # categories of rejected or replaced rows only are dropped
-            union = pd.api.types.union_categoricals([p.array for p in pieces], sort_categories=True)
-            out[c] = pd.Series(union.remove_unused_categories())
-        elif len(pieces) > 1:
+                piece = pd.Series(np.nan, index=part.index, dtype=object).astype(dtype).array
+            pieces.append(pd.Series(piece if mask is None or mask.all() else piece[mask], copy=False))
+        if len(pieces) > 1:
             out[c] = pd.concat(pieces, ignore_index=True)
         else:
-            out[c] = pieces[0].reset_index(drop=True)
+            out[c] = pieces[0]
         del pieces
         _release_memory()
     parts.clear()
     return pd.DataFrame(out, copy=False)
+
+
+def _align_categorical(parts: list[pd.DataFrame], masks: list, c: str, total: int) -> pd.Series:
+    """Return categorical column ``c`` of the parts' kept rows (popped from the parts).
+
+    The categories are those the kept rows use, sorted: the union of the parts' categories
+    (``union_categoricals(sort_categories=True)``) without the ones only rejected or replaced
+    rows had.  Codes are written once into the result, part by part.
+    """
+    cats = [p[c].cat.categories if c in p else None for p in parts]
+    union = pd.api.types.union_categoricals(
+        [pd.Categorical([], categories=k) for k in cats if k is not None], sort_categories=True).categories
+    codes = np.empty(total, dtype=np.int16 if len(union) < 2**15 else np.int32)
+    at = 0
+    for part, mask, k in zip(parts, masks, cats):
+        n = len(part) if mask is None else int(mask.sum())
+        if k is None:
+            codes[at:at + n] = -1
+        else:
+            lookup = np.append(union.get_indexer(k), -1).astype(codes.dtype)  # code -1 stays -1
+            piece = part.pop(c).cat.codes.to_numpy()
+            codes[at:at + n] = lookup[piece if mask is None else piece[mask]]
+        at += n
+    used = np.bincount(codes.astype(np.intp) + 1, minlength=len(union) + 1)[1:] > 0
+    if not used.all():
+        renumber = np.append(np.cumsum(used) - 1, -1).astype(codes.dtype)
+        codes, union = renumber[codes], union[used]
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(union, ordered=False)))
 
 
 def _take(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -1072,18 +1119,29 @@ def _duplicated_last(key: pd.Series, rows: np.ndarray) -> np.ndarray:
 def _group_codes(key: pd.Series) -> np.ndarray:
     """Return integer codes of a text column (equal text, equal code) from its 64-bit hashes.
 
-    Each row's text is compared with the first row of its code, so a hash collision falls
-    back to the exact dictionary encoding.
+    The hashes are coded in 8 groups (by their top 3 bits), each with a hash table an eighth
+    the size: faster and smaller than one table for all rows.  Each row's text is compared
+    with the first row of its code, so a hash collision falls back to the exact dictionary
+    encoding.
     """
     h = _hash64(key)
     if h is None:
         return _codes(key)
-    codes, _ = pd.factorize(h)  # codes in order of first appearance
-    del h
-    new = np.ones(len(codes), dtype=bool)
-    new[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
-    first = np.flatnonzero(new)  # first row of each code, by code
-    del new
+    codes = np.empty(len(h), dtype=np.int64)
+    group = (h >> np.uint64(61)).astype(np.uint8)
+    firsts, k = [], 0
+    for g in range(8):
+        rows = np.flatnonzero(group == g)
+        if not len(rows):
+            continue
+        local, uniques = pd.factorize(h[rows])  # codes in order of first appearance
+        codes[rows] = local + k
+        new = np.ones(len(local), dtype=bool)
+        new[1:] = local[1:] > np.maximum.accumulate(local)[:-1]
+        firsts.append(rows[new])  # first row of each of the group's codes, by code
+        k += len(uniques)
+    del h, group
+    first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
     text = pa.chunked_array(key.array.__arrow_array__().chunks)
     firsts = text.take(pa.array(first)).combine_chunks()  # one text per code
     at = 0
@@ -1091,7 +1149,7 @@ def _group_codes(key: pd.Series) -> np.ndarray:
         if not _bools(pc.equal(chunk, firsts.take(pa.array(codes[at:at + len(chunk)])))).all():
             return _codes(key)  # a collision
         at += len(chunk)
-    return codes.astype(np.int64)
+    return codes
 
 
 def _duplicated_exact(key: pd.Series) -> np.ndarray:
@@ -1108,33 +1166,69 @@ def _duplicated_exact(key: pd.Series) -> np.ndarray:
 def _describe(parts: list[pd.DataFrame], rows: np.ndarray, src: np.ndarray, stats: list[FileStats]) -> None:
     """Fill each file's customers, merges, date range and currencies (from its valid rows).
 
-    ``rows`` are the accepted rows among the parts' rows, ``src`` their file.
+    ``rows`` are the accepted rows among the parts' rows, ``src`` their file.  Dates and
+    currencies are read part by part (no column of all rows is built); customers are coded
+    over all rows at once.
     """
+    n_files = len(stats)
     cust = _group_codes(_chain(parts, "customer_id"))[rows]
     n_cust = int(cust.max(initial=-1)) + 1
     multi = np.zeros(n_cust, dtype=bool)
+    bounds = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+    cuts = np.searchsorted(rows, bounds)  # the accepted rows of part j: rows[cuts[j]:cuts[j + 1]]
     if any("channel" in p for p in parts):
-        channel = _codes(_categories_chain(parts, "channel"))[rows]
-        seen = np.zeros((n_cust, int(channel.max(initial=0)) + 1), dtype=bool)
+        pieces = [_categorical_of(p, "channel") for p in parts]
+        union = pd.api.types.union_categoricals([pd.Categorical([], categories=k) for _, k in pieces],
+                                                sort_categories=True).categories
+        channel = np.empty(len(rows), dtype=np.int32)
+        for j, (codes, k) in enumerate(pieces):  # a missing channel is a channel of its own
+            lookup = np.append(union.get_indexer(k), len(union)).astype(np.int32)
+            channel[cuts[j]:cuts[j + 1]] = lookup[codes[rows[cuts[j]:cuts[j + 1]] - bounds[j]]]
+        del pieces
+        seen = np.zeros((n_cust, len(union) + 1), dtype=bool)
         seen[cust, channel] = True
         multi = seen.sum(axis=1) > 1
-        del seen
-    dates = np.concatenate([p["order_date"].to_numpy() for p in parts])[rows]
-    currency = _categories_chain(parts, "currency")
-    cur_codes = currency.cat.codes.to_numpy()[rows]
+        del seen, channel
+    first: list = [None] * n_files  # per file: earliest and latest order date, currencies used
+    last: list = [None] * n_files
+    currencies: list[set] = [set() for _ in range(n_files)]
+    for j, part in enumerate(parts):
+        at = rows[cuts[j]:cuts[j + 1]] - bounds[j]
+        if not len(at):
+            continue
+        part_src = src[cuts[j]:cuts[j + 1]]
+        dates = part["order_date"].to_numpy()[at]
+        codes, names = _categorical_of(part, "currency")
+        codes = codes[at]
+        one = (part_src == part_src[0]).all()
+        for i in ([int(part_src[0])] if one else np.unique(part_src).tolist()):
+            mine = slice(None) if one else part_src == i
+            lo, hi = dates[mine].min(), dates[mine].max()
+            first[i] = lo if first[i] is None else min(first[i], lo)
+            last[i] = hi if last[i] is None else max(last[i], hi)
+            c = codes[mine]
+            currencies[i].update(names[np.bincount(c[c >= 0], minlength=len(names)) > 0].tolist())
+    one = len(src) == 0 or (src == src[0]).all()
     for i, s in enumerate(stats):
-        mask = src == i
-        if not mask.any():
+        if first[i] is None:  # no accepted row
             continue
         present = np.zeros(n_cust, dtype=bool)
-        present[cust[mask]] = True
+        present[cust if one else cust[src == i]] = True
         s.customers = int(present.sum())
         s.merged_customers = int((multi & present).sum())
-        d = dates[mask]
-        s.first_date = str(pd.Timestamp(d.min()).date())
-        s.last_date = str(pd.Timestamp(d.max()).date())
-        used = np.bincount(cur_codes[mask][cur_codes[mask] >= 0], minlength=len(currency.cat.categories))
-        s.currencies = sorted(currency.cat.categories[used > 0].tolist())
+        s.first_date = str(pd.Timestamp(first[i]).date())
+        s.last_date = str(pd.Timestamp(last[i]).date())
+        s.currencies = sorted(currencies[i])
+
+
+def _categorical_of(part: pd.DataFrame, col: str) -> tuple[np.ndarray, pd.Index]:
+    """Return the codes (-1: missing) and categories of a part's column, as a categorical."""
+    if col not in part:
+        return np.full(len(part), -1, dtype=np.int8), pd.Index([], dtype=_TEXT)
+    x = part[col].array
+    if not isinstance(x, pd.Categorical):
+        x = pd.Categorical(pd.Series(x, dtype=_TEXT))
+    return x.codes, x.categories
 
 
 def _categories_chain(parts: list[pd.DataFrame], col: str) -> pd.Series:

@@ -321,6 +321,67 @@ def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     return out
 
 
+def parse_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
+    """Return amounts as numbers: what validation reads from :func:`normalise_numbers` text.
+
+    A float64 column (``pd.ArrowDtype``, like a typed Parquet column): null where the text is
+    empty, NaN where it is not a number in the declared style (``?`` text), else the value
+    Arrow reads from the normalised text.  Computed without building that text where a
+    value needs no change, so a clean column is cast once.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if decimal != ",":
+        fast = cast_numbers(s)  # every value a number (or empty): done
+        if fast is not None:
+            return pd.Series(pd.arrays.ArrowExtensionArray(fast), index=s.index, copy=False)
+    text = _arrow_text(s)
+    if decimal == ",":
+        simple = np.asarray(s.str.fullmatch(r"[+-]?\d+(?:,\d+)?").fillna(False), dtype=bool)
+    else:
+        simple = _plain(s, r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+    empty = np.asarray(pc.equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
+    plain = pc.replace_substring(text, ",", ".") if decimal == "," else text
+    # plain values: cast where they are (the others null, read as NaN)
+    values = pc.cast(valid_where(plain, simple), pa.float64()).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(~simple & ~empty)
+    if len(rows):
+        slow = _normalise_slow(s.iloc[rows], decimal)
+        ok = ~np.asarray(slow.str.startswith("?"), dtype=bool)
+        if ok.any():
+            got = _arrow_text(slow).filter(pa.array(ok))
+            values[rows[ok]] = pc.cast(got, pa.float64()).to_numpy(zero_copy_only=False)
+    return pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values, mask=empty)), index=s.index, copy=False)
+
+
+def valid_where(text: "pa.Array", mask) -> "pa.Array":
+    """Return ``text`` with null where ``mask`` (numpy or Arrow booleans, no nulls) is False.
+
+    The text's buffers are shared with the result (the mask becomes its validity bitmap), so
+    no value is copied; an array that is a slice, or has nulls, is masked by ``if_else``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(mask, np.ndarray):
+        mask = pa.array(mask, type=pa.bool_())
+    if text.offset == 0 and text.null_count == 0 and mask.offset == 0 and mask.null_count == 0 and (
+            pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return pa.Array.from_buffers(text.type, len(text), [mask.buffers()[1], *text.buffers()[1:]])
+    return pc.if_else(mask, text, pa.scalar(None, text.type))
+
+
+def _arrow_text(s: pd.Series) -> "pa.Array":
+    import pyarrow as pa
+
+    text = pa.array(s.array, from_pandas=True) if not hasattr(s.array, "__arrow_array__") else (
+        s.array.__arrow_array__())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks() if text.num_chunks != 1 else text.chunk(0)
+    return text
+
+
 def cast_numbers(values) -> "pa.Array | None":
     """Return text (a Series or an Arrow array) as float64 when every non-empty value is a number
     Arrow reads (empty: null), else None.
@@ -342,7 +403,7 @@ def cast_numbers(values) -> "pa.Array | None":
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         return None
     try:
-        return pc.cast(pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text), pa.float64())
+        return pc.cast(valid_where(text, pc.not_equal(text, "")), pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
 
@@ -402,11 +463,12 @@ def email_key(email: pd.Series) -> pd.Series:
 
 
 def apply(mapping: Mapping, name: str, header: list[str], raw: pd.DataFrame,
-          identity: str = "email", decimal: str | None = None) -> pd.DataFrame:
+          identity: str = "email", decimal: str | None = None, *, numbers: bool = False) -> pd.DataFrame:
     """Return canonical text columns (``""`` for empty) for the raw text rows of ``raw``.
 
     ``raw`` has one column per header position (``f0..``); a field whose column is absent from
-    the file is left out (required ones were checked by :func:`check_header`).
+    the file is left out (required ones were checked by :func:`check_header`).  ``numbers``:
+    amount and count columns come as numbers (:func:`parse_numbers`) instead of normalised text.
     """
     index = _header_index(header)
     out: dict[str, pd.Series] = {}
@@ -436,7 +498,7 @@ def apply(mapping: Mapping, name: str, header: list[str], raw: pd.DataFrame,
         if f.default is not None:
             s = s.mask(s.eq(""), f.default)
         if target in NUMERIC_TARGETS:
-            s = normalise_numbers(s, decimal or mapping.decimal)
+            s = (parse_numbers if numbers else normalise_numbers)(s, decimal or mapping.decimal)
         out[target] = s
     if "channel" not in out and mapping.channel:
         out["channel"] = pd.Series(mapping.channel, index=raw.index, dtype=str)

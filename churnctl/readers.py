@@ -30,7 +30,9 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import queue
 import re
+import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +169,62 @@ def open_source(spec: str | Path, *, encoding: str | None = None, block_bytes: i
     return _open_text(spec, lambda: pa.OSFile(str(path), "rb"), "", encoding, block_bytes, serial)
 
 
+_DONE = object()
+
+
+def prefetch(batches: Iterator, depth: int = 1) -> Iterator:
+    """Yield the items of ``batches`` (Arrow record batches), read ahead on a second thread.
+
+    Arrow parses or decodes the next block, without the GIL, while the caller converts and
+    validates the current one, so the read overlaps the validation.  The reading thread only
+    pulls blocks (no Python work of its own, which would contend for the GIL).  At most
+    ``depth`` blocks wait ready besides the one being read and the one being used (the memory
+    bound of reading grows by that much).  An exception of the reader is raised here, at the
+    point of the input where it happened.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put((batch, None)):
+                    break
+                del batch
+            else:
+                put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((None, exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="churnctl-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            batch, exc = ready.get()
+            if exc is not None:
+                raise exc
+            if batch is _DONE:
+                break
+            yield batch
+            del batch
+    finally:
+        stop.set()
+        worker.join()
+
+
 # --- text files ---------------------------------------------------------------------------
 def _zip_member(path: Path, spec: str) -> str:
     try:
@@ -259,21 +317,22 @@ def _text_batches(source: Source, opener, enc: str, delimiter: str, skip: int, w
                                            strings_can_be_null=False, quoted_strings_can_be_null=False)
     next_record = skip + 1  # the header's record number
     first = True
+    ahead = None
     with opener() as fh:
         try:
             reader = pacsv.open_csv(fh, read_options=read_options, parse_options=parse_options,
                                     convert_options=convert_options)
-            for batch in reader:
+            ahead = prefetch(_trimmed(reader))  # parsed and trimmed on the reading thread
+            for columns, n in ahead:
                 if invalid:
                     raise SerialNeeded(source.name)
-                n = batch.num_rows
                 bad = np.asarray([m for m in (*malformed, *source.skipped_lines) if m >= next_record],
                                  dtype=np.int64)
                 cand = np.arange(next_record, next_record + n + len(bad), dtype=np.int64)
                 line = cand[~np.isin(cand, bad)][:n]
                 next_record = int(line[-1]) + 1 if n else next_record
-                frame = pa.table([trim(c) for c in batch.columns], names=cols).to_pandas()
-                del batch
+                frame = pa.table(columns, names=cols).to_pandas()
+                del columns
                 if first:
                     if skip + 1 in malformed:
                         raise InputError(f"{source.name}: cannot read the header line")
@@ -293,6 +352,9 @@ def _text_batches(source: Source, opener, enc: str, delimiter: str, skip: int, w
             raise ReencodeNeeded(str(exc)) from None
         except (OSError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{source.name}: cannot read file ({exc})") from None
+        finally:
+            if ahead is not None:
+                ahead.close()  # the reading thread stops before the file is closed
     if first:
         raise InputError(f"{source.name}: empty file (no header line)")
 
@@ -310,7 +372,7 @@ def trim(column: pa.Array) -> pa.Array:
 
     Most columns (ids, numbers, dates, codes) have no value starting or ending with white space
     or a non-ASCII byte: they are returned as they are, found by looking at the first and last
-    byte of each value through the offsets (no copy), which is far cheaper than trimming.
+    byte of each value through the offsets (no copy), which is cheaper than trimming.
     """
     if not pa.types.is_string(column.type) or column.null_count or len(column) == 0:
         return pc.utf8_trim_whitespace(column)
@@ -319,15 +381,23 @@ def trim(column: pa.Array) -> pa.Array:
         return column
     off = np.frombuffer(offsets, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
     raw = np.frombuffer(data, dtype=np.uint8)
-    nonempty = off[1:] > off[:-1]
-    starts, ends = off[:-1][nonempty], off[1:][nonempty] - 1
-    if _LEAD[raw[starts]].any() or _SPACE[raw[ends]].any():
+    # An empty value shows a neighbour's byte here: at worst a trim that changes nothing.
+    first = raw[np.minimum(off[:-1], len(raw) - 1)]
+    last_at = np.maximum(off[1:] - 1, 0)
+    last = raw[last_at]
+    if _LEAD[first].any() or _SPACE[last].any():
         return pc.utf8_trim_whitespace(column)
-    high = ends[raw[ends] >= 0x80]  # a value ending in a multi-byte character
-    if len(high) and (raw[np.maximum(high - 1, 0)] == 0xC2).any() | np.isin(raw[np.maximum(high - 2, 0)],
-                                                                            (0xE1, 0xE2, 0xE3)).any():
+    high = last_at[last >= 0x80]  # a value ending in a multi-byte character
+    if len(high) and ((raw[np.maximum(high - 1, 0)] == 0xC2).any()
+                      or np.isin(raw[np.maximum(high - 2, 0)], (0xE1, 0xE2, 0xE3)).any()):
         return pc.utf8_trim_whitespace(column)
     return column
+
+
+def _trimmed(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[list[pa.Array], int]]:
+    """Yield each record batch's columns stripped of surrounding white space, and its row count."""
+    for batch in batches:
+        yield [trim(c) for c in batch.columns], batch.num_rows
 
 
 # --- Parquet ------------------------------------------------------------------------------
@@ -371,15 +441,21 @@ def _open_parquet(path: Path, chunk_rows: int) -> Source:
 
     def batches() -> Iterator[Batch]:
         start = 1
-        for rb in pf.iter_batches(batch_size=chunk_rows):
-            cols = [f"f{i}" for i in range(len(header))]
-            # numbers, dates and timestamps stay typed (validated without text); the rest is text
-            frame = pd.DataFrame({
-                col: (pd.Series(pd.arrays.ArrowExtensionArray(c)) if is_typed(c.type)
-                      else _as_text(c).to_pandas())
-                for col, c in zip(cols, rb.columns)}, copy=False)
-            yield Batch(frame, np.arange(start, start + len(frame), dtype=np.int64))
-            start += len(frame)
+        cols = [f"f{i}" for i in range(len(header))]
+        # numbers, dates and timestamps stay typed (validated without text); the rest is text,
+        # made on the reading thread
+        ahead = prefetch([c if is_typed(c.type) else _as_text(c) for c in rb.columns]
+                         for rb in pf.iter_batches(batch_size=chunk_rows))
+        try:
+            for columns in ahead:
+                frame = pd.DataFrame({
+                    col: (pd.Series(pd.arrays.ArrowExtensionArray(c)) if is_typed(c.type) else c.to_pandas())
+                    for col, c in zip(cols, columns)}, copy=False)
+                del columns
+                yield Batch(frame, np.arange(start, start + len(frame), dtype=np.int64))
+                start += len(frame)
+        finally:
+            ahead.close()
 
     return Source(name=str(path), header=header, batches=batches(), fmt="parquet",
                   encoding="", delimiter="")
