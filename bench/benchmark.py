@@ -18,6 +18,8 @@ resident memory (``ru_maxrss`` from ``os.wait4``) is its own:
   so a busy (shared) machine shows as a spread between the two;
 * ``ingest``: ``api.load_inputs`` of the orders: validation, currency, de-duplication; also
   reports the in-memory size of the canonical orders frame (the memory yardstick);
+* ``ingest_parquet``: the same from the Parquet copy (typed columns), so "Parquet against
+  CSV" can be read both for the input stage alone and, with ``score_parquet``, end to end;
 * ``features``: ingest, then the scoring features (``features.build`` + BG/NBD);
 * ``train`` (the 1m size unless ``--train`` names others): ``churnctl train`` on the orders;
 * ``score``: ``churnctl score`` end to end on the orders and customers (ingest, features,
@@ -67,13 +69,14 @@ def _stage(name: str, data: Path, engine: str, work: Path, with_events: bool = F
         frame = pd.read_parquet(data / "orders.parquet")
         out["seconds"] = time.perf_counter() - t
         out["rows"] = len(frame)
-    elif name in ("ingest", "features"):
+    elif name in ("ingest", "ingest_parquet", "features"):
         from churnctl import api, model
         from churnctl.config import Config
 
         cfg = Config()
+        source = data / "orders.parquet" if name == "ingest_parquet" else orders
         t = time.perf_counter()
-        inputs = api.load_inputs([orders], events=events if with_events else None, config=cfg)
+        inputs = api.load_inputs([source], events=events if with_events else None, config=cfg)
         out["ingest_seconds"] = time.perf_counter() - t
         out["rows"] = len(inputs.orders)
         out["events"] = 0 if inputs.events is None else len(inputs.events)
@@ -159,7 +162,7 @@ def main() -> None:
     ap.add_argument("--train", nargs="*", default=None,
                     help="sizes to train on (default: 1m only); the model is reused for scoring")
     ap.add_argument("--stages", nargs="+",
-                    default=["read_csv", "read_parquet", "ingest", "features", "train", "score",
+                    default=["read_csv", "read_parquet", "ingest", "ingest_parquet", "features", "train", "score",
                              "score_parquet", "train_events", "score_events", "read_csv_end"])
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results.jsonl")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
@@ -200,7 +203,7 @@ def main() -> None:
         for stage in args.stages:
             rec: dict = {"size": label, "engine": args.engine, "stage": stage, **info}
             with_events = stage.endswith("_events")
-            if stage in ("read_csv", "read_csv_end", "read_parquet", "ingest", "features"):
+            if stage in ("read_csv", "read_csv_end", "read_parquet", "ingest", "ingest_parquet", "features"):
                 wall, rss, code, stdout = _run_wait4(
                     [sys.executable, __file__, "--stage", stage, "--folder", str(folder), "--engine", args.engine,
                      "--data", str(work)], work / f"{stage}.log")
@@ -262,6 +265,11 @@ def main() -> None:
             yard = base.get("read_parquet" if stage.endswith("parquet") else "read_csv")
             if yard and rec.get("seconds"):
                 rec["x_read"] = rec["seconds"] / yard
+            if stage.endswith("_parquet") and rec.get("seconds") and base.get(stage[: -len("_parquet")]):
+                # Parquet input against CSV input for the same work: CSV seconds / Parquet seconds
+                rec["csv_over_parquet"] = base[stage[: -len("_parquet")]] / rec["seconds"]
+            if stage in ("ingest", "score") and rec.get("seconds"):
+                base[stage] = rec["seconds"]
             if rec.get("rows") and rec.get("seconds"):
                 rec["rows_per_second"] = rec["rows"] / rec["seconds"]
             rec["machine"] = machine
@@ -275,7 +283,8 @@ def main() -> None:
 def _line(r: dict) -> str:
     return (f"{r['size']:>4} {r['engine']:<6} {r['stage']:<13} {r.get('seconds', float('nan')):8.1f}s "
             f"x_read={r.get('x_read', float('nan')):5.2f} rss={r.get('peak_rss_mb', float('nan')):8.0f}MB "
-            f"{r.get('error', '')}")
+            + (f"csv/parquet={r['csv_over_parquet']:.2f} " if "csv_over_parquet" in r else "")
+            + f"{r.get('error', '')}")
 
 
 def _table(rows: list[dict]) -> str:
@@ -286,6 +295,8 @@ def _table(rows: list[dict]) -> str:
             notes = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items())
         if "orders_frame_mb" in r:
             notes = f"orders frame {r['orders_frame_mb']:.0f} MB" + (f"; features {r['features_seconds']:.1f}s" if "features_seconds" in r else "")
+        if "csv_over_parquet" in r:
+            notes = f"CSV / Parquet = {r['csv_over_parquet']:.2f}; " + notes
         out.append(f"| {r['size']} | {r['engine']} | {r['stage']} | {r.get('seconds', float('nan')):.1f} | "
                    f"{r.get('x_read', float('nan')):.2f} | {r.get('rows_per_second', float('nan')):,.0f} | "
                    f"{r.get('peak_rss_mb', float('nan')):,.0f} | {notes} |")
