@@ -34,6 +34,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -982,11 +983,18 @@ def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequenc
     src = np.repeat(np.arange(len(specs)), sizes)  # per accepted row: its file
     rows = np.flatnonzero(np.concatenate(valid))  # accepted rows among the parts' rows
     del valid
+    describe = None
     if kind == "orders" and len(src):
-        _describe(parts, rows, src, stats)
+        # customers, dates and currencies are counted on a second thread during the de-duplication
+        # (hashing, sorting and Arrow comparisons release the GIL)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnctl-describe")
+        describe = pool.submit(_describe_facts, _DescribeInput.of(parts), rows, src, stats)
+        pool.shutdown(wait=False)
     if key:
         # the frame is built once, from the validated blocks: accepted rows, latest version only
         dup = _duplicated_last(_chain(parts, key[0]), rows)
+        if describe is not None:
+            describe.result()  # before the frame is built: the peak stays one step's arrays
         keep = np.zeros(sum(len(p) for p in parts), dtype=bool)
         keep[rows[~dup]] = True
         frame = _align(parts, order, keep=None if keep.all() else keep)
@@ -1056,7 +1064,8 @@ def _hash64(key: pd.Series) -> np.ndarray | None:
     chunks = arr().chunks
     if not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks):
         return None
-    out = []
+    out = np.empty(sum(len(c) for c in chunks), dtype=np.uint64)
+    at = 0
     prime = np.uint64(1099511628211)
     for chunk in chunks:
         chunk = pc.fill_null(chunk, "")
@@ -1081,14 +1090,16 @@ def _hash64(key: pd.Series) -> np.ndarray | None:
             x *= prime
             x ^= x >> np.uint64(29)
             h[rows] = x
-        out.append(h)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+        out[at:at + len(h)] = h
+        at += len(h)
+    return out
 
 
 def _duplicated_last(key: pd.Series, rows: np.ndarray) -> np.ndarray:
     """Return, for ``key[rows]``, True where the key appears again later (the last version is kept).
 
-    Rows are grouped by a 64-bit hash of the key; every row found to repeat a later one is
+    Rows are grouped by a 64-bit hash of the key (sorted in 8 groups by the hash's top 3 bits,
+    so the sort's arrays are an eighth of the rows); every row found to repeat a later one is
     checked against it by its text, so a hash collision can never drop an order (the exact,
     slower dictionary encoding is used then).
     """
@@ -1096,59 +1107,78 @@ def _duplicated_last(key: pd.Series, rows: np.ndarray) -> np.ndarray:
     h = _hash64(key)
     if h is None:
         return _duplicated_exact(key.iloc[rows])
-    h = h[rows]
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    last_of_run = np.ones(n, dtype=bool)
-    last_of_run[:-1] = hs[1:] != hs[:-1]
-    del hs
+    group = (h >> np.uint64(61)).astype(np.uint8)[rows]
     dup = np.zeros(n, dtype=bool)
-    dup[order[~last_of_run]] = True
-    if dup.any():
+    mine, theirs = [], []  # rows of key: each duplicate, and the later row it gives way to
+    for g in range(8):
+        pos = np.flatnonzero(group == g)  # positions in rows, ascending
+        if len(pos) < 2:
+            continue
+        hg = h[rows[pos]]
+        order = np.argsort(hg, kind="stable")
+        hs = hg[order]
+        del hg
+        last_of_run = np.ones(len(pos), dtype=bool)
+        last_of_run[:-1] = hs[1:] != hs[:-1]
+        del hs
+        if last_of_run.all():
+            continue
+        dup[pos[order[~last_of_run]]] = True
         # the row each duplicate gives way to: the last row of its run of equal hashes
         run_end = np.flatnonzero(last_of_run)
         later = order[run_end[np.searchsorted(run_end, np.flatnonzero(~last_of_run))]]
+        mine.append(rows[pos[order[~last_of_run]]])
+        theirs.append(rows[pos[later]])
+    del h, group
+    if mine:
         text = pa.chunked_array(key.array.__arrow_array__().chunks)
-        mine = text.take(pa.array(rows[order[~last_of_run]]))
-        theirs = text.take(pa.array(rows[later]))
-        if not _bools(pc.equal(mine, theirs)).all():  # a 64-bit collision
+        equal = pc.equal(text.take(pa.array(np.concatenate(mine))), text.take(pa.array(np.concatenate(theirs))))
+        if not _bools(equal).all():  # a 64-bit collision
             return _duplicated_exact(key.iloc[rows])
     return dup
 
 
-def _group_codes(key: pd.Series) -> np.ndarray:
+def _group_codes(key: pd.Series, rows: np.ndarray | None = None) -> np.ndarray:
     """Return integer codes of a text column (equal text, equal code) from its 64-bit hashes.
 
-    The hashes are coded in 8 groups (by their top 3 bits), each with a hash table an eighth
-    the size: faster and smaller than one table for all rows.  Each row's text is compared
-    with the first row of its code, so a hash collision falls back to the exact dictionary
-    encoding.
+    ``rows`` (ascending): code only these rows (default all).  The hashes are coded in 8
+    groups (by their top 3 bits), each with a hash table an eighth the size: faster and
+    smaller than one table for all rows.  Each row's text is compared with the first row of
+    its code, so a hash collision falls back to the exact dictionary encoding.
     """
     h = _hash64(key)
     if h is None:
-        return _codes(key)
-    codes = np.empty(len(h), dtype=np.int64)
+        return _codes(key) if rows is None else _codes(key)[rows]
     group = (h >> np.uint64(61)).astype(np.uint8)
+    if rows is not None:
+        group = group[rows]
+    codes = np.empty(len(group), dtype=np.int64)
     firsts, k = [], 0
     for g in range(8):
-        rows = np.flatnonzero(group == g)
-        if not len(rows):
+        pos = np.flatnonzero(group == g)
+        if not len(pos):
             continue
-        local, uniques = pd.factorize(h[rows])  # codes in order of first appearance
-        codes[rows] = local + k
+        at = pos if rows is None else rows[pos]
+        local, uniques = pd.factorize(h[at])  # codes in order of first appearance
+        codes[pos] = local + k
         new = np.ones(len(local), dtype=bool)
         new[1:] = local[1:] > np.maximum.accumulate(local)[:-1]
-        firsts.append(rows[new])  # first row of each of the group's codes, by code
+        firsts.append(at[new])  # first row of each of the group's codes, by code
         k += len(uniques)
     del h, group
     first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
     text = pa.chunked_array(key.array.__arrow_array__().chunks)
     firsts = text.take(pa.array(first)).combine_chunks()  # one text per code
-    at = 0
+    start = 0
     for chunk in text.chunks:  # chunk by chunk: a copy of one block's text at a time
-        if not _bools(pc.equal(chunk, firsts.take(pa.array(codes[at:at + len(chunk)])))).all():
-            return _codes(key)  # a collision
-        at += len(chunk)
+        if rows is None:
+            lo, hi, values = start, start + len(chunk), chunk
+        else:
+            lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
+            values = chunk.take(pa.array(rows[lo:hi] - start))
+        if not _bools(pc.equal(values, firsts.take(pa.array(codes[lo:hi])))).all():
+            return _codes(key) if rows is None else _codes(key)[rows]  # a collision
+        start += len(chunk)
     return codes
 
 
@@ -1170,14 +1200,39 @@ def _describe(parts: list[pd.DataFrame], rows: np.ndarray, src: np.ndarray, stat
     currencies are read part by part (no column of all rows is built); customers are coded
     over all rows at once.
     """
+    _describe_facts(_DescribeInput.of(parts), rows, src, stats)
+
+
+@dataclass
+class _DescribeInput:
+    """The columns :func:`_describe` reads, taken from the parts (they stay valid while the
+    frame is built from the parts on another thread)."""
+
+    customer_id: pd.Series
+    channel: list | None  # per part: (codes, categories), or None when no part has a channel
+    order_date: list[np.ndarray]
+    currency: list[tuple[np.ndarray, pd.Index]]
+    sizes: list[int]
+
+    @classmethod
+    def of(cls, parts: list[pd.DataFrame]) -> "_DescribeInput":
+        return cls(customer_id=_chain(parts, "customer_id"),
+                   channel=[_categorical_of(p, "channel") for p in parts] if any(
+                       "channel" in p for p in parts) else None,
+                   order_date=[p["order_date"].to_numpy() for p in parts],
+                   currency=[_categorical_of(p, "currency") for p in parts],
+                   sizes=[len(p) for p in parts])
+
+
+def _describe_facts(facts: _DescribeInput, rows: np.ndarray, src: np.ndarray, stats: list[FileStats]) -> None:
     n_files = len(stats)
-    cust = _group_codes(_chain(parts, "customer_id"))[rows]
+    cust = _group_codes(facts.customer_id, rows)
     n_cust = int(cust.max(initial=-1)) + 1
     multi = np.zeros(n_cust, dtype=bool)
-    bounds = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(facts.sizes)]).astype(np.int64)
     cuts = np.searchsorted(rows, bounds)  # the accepted rows of part j: rows[cuts[j]:cuts[j + 1]]
-    if any("channel" in p for p in parts):
-        pieces = [_categorical_of(p, "channel") for p in parts]
+    if facts.channel is not None:
+        pieces = facts.channel
         union = pd.api.types.union_categoricals([pd.Categorical([], categories=k) for _, k in pieces],
                                                 sort_categories=True).categories
         channel = np.empty(len(rows), dtype=np.int32)
@@ -1192,13 +1247,13 @@ def _describe(parts: list[pd.DataFrame], rows: np.ndarray, src: np.ndarray, stat
     first: list = [None] * n_files  # per file: earliest and latest order date, currencies used
     last: list = [None] * n_files
     currencies: list[set] = [set() for _ in range(n_files)]
-    for j, part in enumerate(parts):
+    for j in range(len(facts.sizes)):
         at = rows[cuts[j]:cuts[j + 1]] - bounds[j]
         if not len(at):
             continue
         part_src = src[cuts[j]:cuts[j + 1]]
-        dates = part["order_date"].to_numpy()[at]
-        codes, names = _categorical_of(part, "currency")
+        dates = facts.order_date[j][at]
+        codes, names = facts.currency[j]
         codes = codes[at]
         one = (part_src == part_src[0]).all()
         for i in ([int(part_src[0])] if one else np.unique(part_src).tolist()):
