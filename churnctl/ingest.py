@@ -113,18 +113,46 @@ class Loaded:
 
 
 class _Rejector:
-    """Keeps, per row, the first failing column and its reason."""
+    """Keeps, per row, the first failing column and its reason (as small codes)."""
 
     def __init__(self, n: int) -> None:
         self.bad = np.zeros(n, dtype=bool)
-        self.column = np.full(n, "", dtype=object)
-        self.reason = np.full(n, "", dtype=object)
+        self._column = np.zeros(n, dtype=np.uint16)  # index into _names ("" for none)
+        self._reason = np.zeros(n, dtype=np.uint16)
+        self._names: list[str] = [""]
+        self._reasons: list[str] = [""]
+
+    @staticmethod
+    def _code(words: list[str], word: str) -> int:
+        if word not in words:
+            words.append(word)
+        return words.index(word)
 
     def flag(self, mask: pd.Series | np.ndarray, column: str, reason: str) -> None:
         new = np.asarray(mask, dtype=bool) & ~self.bad
-        self.column[new] = column
-        self.reason[new] = reason
-        self.bad |= new
+        if new.any():
+            self._column[new] = self._code(self._names, column)
+            self._reason[new] = self._code(self._reasons, reason)
+            self.bad |= new
+
+    def override(self, mask: np.ndarray, column: str, reason: str) -> None:
+        """Reject the rows of ``mask`` for ``reason`` whatever an earlier check said."""
+        self._column[mask] = self._code(self._names, column)
+        self._reason[mask] = self._code(self._reasons, reason)
+        self.bad |= mask
+
+    def details(self, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Return the failing column and reason (object arrays) of ``rows``."""
+        return (np.array(self._names, dtype=object)[self._column[rows]],
+                np.array(self._reasons, dtype=object)[self._reason[rows]])
+
+    @property
+    def column(self) -> np.ndarray:
+        return self.details()[0]
+
+    @property
+    def reason(self) -> np.ndarray:
+        return self.details()[1]
 
 
 # --- Arrow helpers ------------------------------------------------------------------------
@@ -162,7 +190,24 @@ def _has_newline(s: pd.Series) -> bool:
     data = arr.buffers()[2] if len(arr.buffers()) > 2 else None
     if data is None or data.size == 0:
         return False
+    if _MEMCHR is not None:  # the C library's byte search: no array of the data's size
+        return bool(_MEMCHR(data.address, 10, data.size))
     return bool((np.frombuffer(data, dtype=np.uint8) == 10).any())
+
+
+def _find_memchr():
+    try:
+        import ctypes
+
+        memchr = ctypes.CDLL(None).memchr
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to call
+        return None
+    memchr.restype = ctypes.c_void_p
+    memchr.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+    return memchr
+
+
+_MEMCHR = _find_memchr()
 
 
 def _offsets(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +281,7 @@ def _records(src: readers.Source, batch: readers.Batch, plan: _Plan) -> tuple[pd
     skip = np.zeros(n, dtype=bool)
     if src.fmt == "csv" and width > 1:
         first = frame.iloc[:, 0]
-        rows = np.flatnonzero(first.str.len().eq(len(plan.names[0])).to_numpy(dtype=bool))
+        rows = np.flatnonzero(_bools(pc.equal(pc.utf8_length(_arrow(first)), len(plan.names[0]))))
         if len(rows):
             same = np.array(first.iloc[rows].str.lower().eq(plan.names[0]), dtype=bool)
             for i in (1, width - 1):
@@ -736,8 +781,8 @@ def _batch_rejects(name: str, names: list[str], raw: pd.DataFrame, line: np.ndar
         col = readers.as_text(rows.iloc[:, i])
         values[f"orig_{c}" if c in REJECT_COLUMNS else c] = (
             col.mask(col.ne(""), REDACTED) if _is_pii(c) else col).to_numpy()
-    return pd.DataFrame({"file": name, "line": line[rej.bad], "column": rej.column[rej.bad],
-                         "reason": rej.reason[rej.bad], **values})
+    column, reason = rej.details(rej.bad)
+    return pd.DataFrame({"file": name, "line": line[rej.bad], "column": column, "reason": reason, **values})
 
 
 @dataclass
@@ -803,9 +848,7 @@ def _ingest_once(spec, kind, required, order, validate, config, mapping, known_p
         broken = flag.eq("1").to_numpy(dtype=bool) if line_items else flag.to_numpy(dtype=bool)
         typed, rej = validate(canon, plan.mapping)
         if broken.any():
-            rej.bad |= broken
-            rej.column[broken] = ""
-            rej.reason[broken] = BROKEN_QUOTING
+            rej.override(broken, "", BROKEN_QUOTING)
         ok = ~rej.bad
         parts.append(typed)  # rejected rows are dropped when the frame is built (one copy)
         valid.append(ok)
