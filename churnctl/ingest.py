@@ -916,8 +916,9 @@ def _concat_rejects(rejects: list[pd.DataFrame]) -> pd.DataFrame:
 def _align(parts: list[pd.DataFrame], order: Sequence[str], keep: np.ndarray | None = None) -> pd.DataFrame:
     """Build the frame once from validated blocks whose optional columns differ.
 
-    Column by column, popping each column from the parts as it goes (and keeping only the rows
-    of ``keep`` when given), so the peak is the result plus one column rather than twice the
+    Column by column (two columns at a time, on two threads: the copies and Arrow filters
+    release the GIL), each column's pieces released as it is built (and keeping only the rows
+    of ``keep`` when given), so the peak is the result plus two columns rather than twice the
     data.  Text columns (Arrow) are chained without another copy, number columns are filled
     into one array, categorical columns get the union of the parts' categories (sorted).
     The parts are emptied.
@@ -930,62 +931,63 @@ def _align(parts: list[pd.DataFrame], order: Sequence[str], keep: np.ndarray | N
     for part in parts:
         dtypes.update({c: t for c, t in part.dtypes.items() if c not in dtypes})
     columns = [c for c in order if c in dtypes] + [c for c in dtypes if c not in order]
-    out: dict[str, pd.Series] = {}
-    for c in columns:
+    # each column's pieces (None where a part lacks it); the parts themselves are let go
+    pieces_of = {c: [p[c] if c in p else None for p in parts] for c in columns}
+    parts.clear()
+
+    def build(c: str) -> pd.Series:
+        pieces = pieces_of.pop(c)
         dtype = dtypes[c]
-        categorical = isinstance(dtype, pd.CategoricalDtype)
-        numpy_backed = isinstance(dtype, np.dtype) and dtype.kind in "fiumMb"
-        if numpy_backed and all(c in p for p in parts):
+        if isinstance(dtype, pd.CategoricalDtype):
+            built = _align_categorical(pieces, sizes, masks, total)
+        elif isinstance(dtype, np.dtype) and dtype.kind in "fiumMb" and all(p is not None for p in pieces):
             values = np.empty(total, dtype=dtype)
             at = 0
-            for part, mask in zip(parts, masks):
-                piece = part.pop(c).to_numpy()
+            for j, mask in enumerate(masks):
+                piece = pieces[j].to_numpy()
+                pieces[j] = None
                 piece = piece if mask is None else piece[mask]
                 values[at:at + len(piece)] = piece
                 at += len(piece)
-            out[c] = pd.Series(values, copy=False)
-            _release_memory()
-            continue
-        if categorical:
-            out[c] = _align_categorical(parts, masks, c, total)
-            _release_memory()
-            continue
-        pieces = []
-        for part, mask in zip(parts, masks):
-            if c in part:
-                piece = part.pop(c).array
-            else:
-                piece = pd.Series(np.nan, index=part.index, dtype=object).astype(dtype).array
-            pieces.append(pd.Series(piece if mask is None or mask.all() else piece[mask], copy=False))
-        if len(pieces) > 1:
-            out[c] = pd.concat(pieces, ignore_index=True)
+                del piece
+            built = pd.Series(values, copy=False)
         else:
-            out[c] = pieces[0]
+            for j, mask in enumerate(masks):
+                if pieces[j] is None:
+                    piece = pd.Series(np.nan, index=pd.RangeIndex(sizes[j]), dtype=object).astype(dtype).array
+                else:
+                    piece = pieces[j].array
+                pieces[j] = pd.Series(piece if mask is None or mask.all() else piece[mask], copy=False)
+            built = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         del pieces
         _release_memory()
-    parts.clear()
+        return built
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="churnctl-frame") as pool:
+        out = dict(zip(columns, pool.map(build, columns)))
     return pd.DataFrame(out, copy=False)
 
 
-def _align_categorical(parts: list[pd.DataFrame], masks: list, c: str, total: int) -> pd.Series:
-    """Return categorical column ``c`` of the parts' kept rows (popped from the parts).
+def _align_categorical(pieces: list, sizes: list[int], masks: list, total: int) -> pd.Series:
+    """Return a categorical column of the parts' kept rows from its pieces (None: no column).
 
     The categories are those the kept rows use, sorted: the union of the parts' categories
     (``union_categoricals(sort_categories=True)``) without the ones only rejected or replaced
     rows had.  Codes are written once into the result, part by part.
     """
-    cats = [p[c].cat.categories if c in p else None for p in parts]
+    cats = [None if p is None else p.cat.categories for p in pieces]
     union = pd.api.types.union_categoricals(
         [pd.Categorical([], categories=k) for k in cats if k is not None], sort_categories=True).categories
     codes = np.empty(total, dtype=np.int16 if len(union) < 2**15 else np.int32)
     at = 0
-    for part, mask, k in zip(parts, masks, cats):
-        n = len(part) if mask is None else int(mask.sum())
+    for j, (mask, k) in enumerate(zip(masks, cats)):
+        n = sizes[j] if mask is None else int(mask.sum())
         if k is None:
             codes[at:at + n] = -1
         else:
             lookup = np.append(union.get_indexer(k), -1).astype(codes.dtype)  # code -1 stays -1
-            piece = part.pop(c).cat.codes.to_numpy()
+            piece = pieces[j].cat.codes.to_numpy()
+            pieces[j] = None
             codes[at:at + n] = lookup[piece if mask is None else piece[mask]]
         at += n
     used = np.bincount(codes.astype(np.intp) + 1, minlength=len(union) + 1)[1:] > 0
