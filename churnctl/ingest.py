@@ -855,29 +855,32 @@ def _ingest_once(spec, kind, required, order, validate, config, mapping, known_p
         if rej.bad.any():
             rejects.append(_batch_rejects(src.name, plan.names, raw, line, rej))
 
-    for batch in src.batches:
-        raw, line, n_skip = _records(src, batch, plan)
-        skipped += n_skip
-        read += len(raw)
-        if not len(raw):
-            continue
-        if line_items:  # items are merged as text: typed Parquet columns become text first
-            raw = raw.apply(readers.as_text)
-        canon = _to_canonical(plan, src.name, src.header, raw, config)
-        canon["_broken"] = np.where(plan.broken, "1", "") if line_items else plan.broken
-        if line_items:
-            if carry is not None:
-                raw = pd.concat([carry[0], raw], ignore_index=True)
-                canon = pd.concat([carry[1], canon], ignore_index=True)
-                line = np.concatenate([carry[2], line])
-            last = canon["order_id"].iloc[-1]
-            same = canon["order_id"].eq(last).to_numpy(dtype=bool) if last != "" else np.zeros(len(canon), bool)
-            tail = same & (np.arange(len(canon)) >= np.flatnonzero(~same).max(initial=-1) + 1)
-            carry = (raw[tail].reset_index(drop=True), canon[tail].reset_index(drop=True), line[tail])
-            if tail.all():
+    try:
+        for batch in src.batches:
+            raw, line, n_skip = _records(src, batch, plan)
+            skipped += n_skip
+            read += len(raw)
+            if not len(raw):
                 continue
-            raw, canon, line = raw[~tail], canon[~tail], line[~tail]
-        process(raw, canon, line)
+            if line_items:  # items are merged as text: typed Parquet columns become text first
+                raw = raw.apply(readers.as_text)
+            canon = _to_canonical(plan, src.name, src.header, raw, config)
+            canon["_broken"] = np.where(plan.broken, "1", "") if line_items else plan.broken
+            if line_items:
+                if carry is not None:
+                    raw = pd.concat([carry[0], raw], ignore_index=True)
+                    canon = pd.concat([carry[1], canon], ignore_index=True)
+                    line = np.concatenate([carry[2], line])
+                last = canon["order_id"].iloc[-1]
+                same = canon["order_id"].eq(last).to_numpy(dtype=bool) if last != "" else np.zeros(len(canon), bool)
+                tail = same & (np.arange(len(canon)) >= np.flatnonzero(~same).max(initial=-1) + 1)
+                carry = (raw[tail].reset_index(drop=True), canon[tail].reset_index(drop=True), line[tail])
+                if tail.all():
+                    continue
+                raw, canon, line = raw[~tail], canon[~tail], line[~tail]
+            process(raw, canon, line)
+    finally:  # a validation error mid-file stops the reading thread now, not when collected
+        getattr(src.batches, "close", lambda: None)()
     if carry is not None and len(carry[0]):
         process(*carry)
     skipped += len(src.skipped_lines)
