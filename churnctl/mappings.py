@@ -296,6 +296,11 @@ def detect(name: str, header: list[str], known: dict[str, Mapping]) -> Mapping:
 
 
 # --- applying -----------------------------------------------------------------------------
+# A plain number with decimal ".": what Arrow's cast reads (exponents included), so a value is
+# read the same whether or not other values of its column need the slow path.
+_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
 def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     """Return amounts as plain decimal text: ``"€1.234,50"`` -> ``"1234.50"`` (decimal ",").
 
@@ -310,7 +315,7 @@ def normalise_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     if decimal == ",":
         simple = s.str.fullmatch(r"[+-]?\d+(?:,\d+)?").fillna(False).astype(bool)
     else:
-        simple = pd.Series(_plain(s, r"^[+-]?(?:\d+\.?\d*|\.\d+)$"), index=s.index)
+        simple = pd.Series(_plain(s, _PLAIN_NUMBER), index=s.index)
     todo = ~simple & s.ne("")
     if decimal == "," and simple.any():
         s = s.mask(simple, s.str.replace(",", ".", regex=False))
@@ -340,7 +345,7 @@ def parse_numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
     if decimal == ",":
         simple = np.asarray(s.str.fullmatch(r"[+-]?\d+(?:,\d+)?").fillna(False), dtype=bool)
     else:
-        simple = _plain(s, r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+        simple = _plain(s, _PLAIN_NUMBER)
     empty = np.asarray(pc.equal(text, "").to_numpy(zero_copy_only=False), dtype=bool)
     plain = pc.replace_substring(text, ",", ".") if decimal == "," else text
     # plain values: cast where they are (the others null, read as NaN)

@@ -162,3 +162,14 @@ def test_prefetch_stops_the_reading_thread_when_the_caller_stops():
     ahead.close()
     assert len(pulled) <= 3  # one in use, one waiting, one being read
     assert not any(t.name == "churnctl-read" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("value, expected", [("1e3", 1000.0), ("-2.5E-1", -0.25), ("12.50", 12.5)])
+@pytest.mark.parametrize("neighbour", ["2", "x", "€3", ""])
+def test_a_number_is_read_the_same_whatever_the_other_values_of_its_column(value, expected, neighbour):
+    # A clean column is cast whole by Arrow, a column with one awkward value goes through the
+    # patterns: both must read each value alike (an exponent was accepted in the first case only).
+    got = ingest._to_float(mappings.parse_numbers(pd.Series([value, neighbour], dtype=TEXT), "."))
+    assert got[0] == expected
+    text = mappings.normalise_numbers(pd.Series([value, neighbour], dtype=TEXT), ".")
+    assert ingest._to_float(pd.Series([text[0]], dtype=TEXT))[0] == expected
