@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -129,12 +130,21 @@ def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[Path | str]:
     return [p if is_url(p) else Path(p) for p in paths]
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path, stop: threading.Event | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
+            if stop is not None and stop.is_set():
+                return ""
             digest.update(block)
     return digest.hexdigest()
+
+
+def _is_file(path: Any) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _bytes(paths: Sequence[Path | str]) -> int | None:
@@ -180,6 +190,26 @@ def load_inputs(
     names = ", ".join(_display(p) for g in groups for p in g)
     known = None if any(b is None for b in sizes) else sum(sizes)
     loader = ingest if engine is None else engine
+    # The manifest's sha256 of each input file is computed on a thread while the files are
+    # ingested (hashlib and file reads release the GIL), not after: ~1.5 s at 10M rows.
+    hasher, stop = ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnctl-sha256"), threading.Event()
+    digests = {str(Path(p)): hasher.submit(_sha256, Path(p), stop) for g in groups for p in g if _is_file(p)}
+    hasher.shutdown(wait=False)
+    try:
+        inputs = _load_inputs(groups, sizes, names, known, loader, config, timer, events, customers)
+    except BaseException:
+        stop.set()  # a failed ingest does not wait for the hashing of the rest of a large file
+        raise
+    for entry in inputs.files:
+        if "sha256" in entry:
+            key = str(Path(entry["file"]))
+            entry["sha256"] = digests[key].result() if key in digests else _sha256(Path(entry["file"]))
+    return inputs
+
+
+def _load_inputs(groups: list, sizes: list, names: str, known: int | None, loader: Any, config: Config,
+                 timer: Timer, events: Any, customers: Any) -> Inputs:
+    order_paths = groups[0]
     with timer.stage("ingest", total=known, detail=names, unit="bytes") as info:
         # Bytes done so far as absolute values: ingest may report within a file (progress.update).
         loaded = loader.load_orders(order_paths, config.ingest, base_currency=config.base_currency)
@@ -208,7 +238,7 @@ def load_inputs(
         p = Path(s.file)
         entry = s.as_dict()
         if p.is_file():
-            entry["sha256"] = _sha256(p)
+            entry["sha256"] = ""  # filled in by load_inputs from the hashing thread
             entry["bytes"] = p.stat().st_size
         files.append(entry)
     return Inputs(
