@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_score_writes_scores_rejects_campaigns_and_manifest(small_sample, traine
     manifest = json.loads((out / "run.json").read_text())
     for f in manifest["inputs"]:
         assert f["read"] == f["accepted"] + f["rejected"] + f["collapsed"]
-        assert len(f["sha256"]) == 64
+        assert f["sha256"] == hashlib.sha256(Path(f["file"]).read_bytes()).hexdigest()
     listed = {o["path"] for o in manifest["outputs"]}
     assert "scores.csv" in listed and all((out / p).exists() for p in listed)
     # Ids keep their exact spelling from input to output.
