@@ -417,9 +417,12 @@ def _score(
         # passes over the orders do not add to the features' peak memory.
         orders_accepted = len(inputs.orders)
         codes = export.customer_codes(inputs.orders)  # one hash pass over the ids for both
-        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
-                                         codes=codes)
-        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events, codes=codes)
+        with ThreadPoolExecutor(max_workers=1) as side:  # the report's tables on the second core
+            tables_done = side.submit(report.aggregates.from_orders, inputs.orders, ts, events=inputs.events,
+                                      codes=codes)
+            contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
+                                             codes=codes)
+            order_tables = tables_done.result()
         del codes
         info["contacts"] = len(contacts)
     with timer.stage("features") as info:
@@ -462,10 +465,18 @@ def _score(
         if ledger_handle is None:
             recover(None, out_dirs=[out])
         stage = export.new_staging(out)
-        # scores.csv is formatted by Arrow kernels (they release the GIL) on a second thread
-        # while the campaign files, mostly pandas work, are planned and written here.
+        def aggregates() -> list[dict[str, Any]]:
+            # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
+            tables = report.aggregates.finish(order_tables, scores, mean_delivery_days=delivery, model=fitted)
+            return [{"path": f"{report.AGGREGATES_DIR}/{name}",
+                     "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
+                    for name, frame in tables.items()]
+
+        # scores.csv (formatted by Arrow kernels, which release the GIL) and the report's tables
+        # are written on a second thread while the campaign files are planned and written here.
         with ThreadPoolExecutor(max_workers=1) as writer:
             scores_written = writer.submit(write_table, scores, stage / scores_name, index=True)
+            aggregates_written = writer.submit(aggregates)
             export.write_rejects(inputs.rejects, stage)
             progress.advance()
             result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
@@ -473,17 +484,13 @@ def _score(
             progress.advance()
             rows = scores_written.result()
             progress.advance()
+            aggregate_outputs = aggregates_written.result()
+            progress.advance()
         info["treated"] = sum(result.recipients.values())
         info["holdout"] = sum(result.holdout.values())
         info["scores"] = rows
         info["campaign_files"] = len(result.files)
         info["recipients"] = sum(f["rows"] for f in result.files)
-        # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
-        tables = report.aggregates.finish(order_tables, scores, mean_delivery_days=delivery, model=fitted)
-        aggregate_outputs = [{"path": f"{report.AGGREGATES_DIR}/{name}",
-                              "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
-                             for name, frame in tables.items()]
-        progress.advance()
 
     outputs = [{"path": scores_name, "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
     for f in result.files:
