@@ -472,19 +472,21 @@ def _score(
                      "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
                     for name, frame in tables.items()]
 
-        # scores.csv (formatted by Arrow kernels, which release the GIL) and the report's tables
-        # are written on a second thread while the campaign files are planned and written here.
+        # scores.csv (formatted by Arrow kernels, which release the GIL), the report's tables and
+        # rejects.csv are written on a second thread while the campaign files are planned and
+        # written here.
         with ThreadPoolExecutor(max_workers=1) as writer:
             scores_written = writer.submit(write_table, scores, stage / scores_name, index=True)
             aggregates_written = writer.submit(aggregates)
-            export.write_rejects(inputs.rejects, stage)
-            progress.advance()
+            rejects_written = writer.submit(export.write_rejects, inputs.rejects, stage)
             result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
             del contacts
             progress.advance()
             rows = scores_written.result()
             progress.advance()
             aggregate_outputs = aggregates_written.result()
+            progress.advance()
+            rejects_written.result()
             progress.advance()
         info["treated"] = sum(result.recipients.values())
         info["holdout"] = sum(result.holdout.values())
