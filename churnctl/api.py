@@ -465,34 +465,24 @@ def _score(
         if ledger_handle is None:
             recover(None, out_dirs=[out])
         stage = export.new_staging(out)
-        def aggregates() -> list[dict[str, Any]]:
-            # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
-            tables = report.aggregates.finish(order_tables, scores, mean_delivery_days=delivery, model=fitted)
-            return [{"path": f"{report.AGGREGATES_DIR}/{name}",
-                     "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
-                    for name, frame in tables.items()]
-
-        # scores.csv (formatted by Arrow kernels, which release the GIL), the report's tables and
-        # rejects.csv are written on a second thread while the campaign files are planned and
-        # written here.
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            scores_written = writer.submit(write_table, scores, stage / scores_name, index=True)
-            aggregates_written = writer.submit(aggregates)
-            rejects_written = writer.submit(export.write_rejects, inputs.rejects, stage)
-            result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
-            del contacts
-            progress.advance()
-            rows = scores_written.result()
-            progress.advance()
-            aggregate_outputs = aggregates_written.result()
-            progress.advance()
-            rejects_written.result()
-            progress.advance()
+        rows = write_table(scores, stage / scores_name, index=True)
+        progress.advance()
+        export.write_rejects(inputs.rejects, stage)
+        progress.advance()
+        result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
+        del contacts
+        progress.advance()
         info["treated"] = sum(result.recipients.values())
         info["holdout"] = sum(result.holdout.values())
         info["scores"] = rows
         info["campaign_files"] = len(result.files)
         info["recipients"] = sum(f["rows"] for f in result.files)
+        # Monthly and per-group counts for the report (no per-customer rows): see report/aggregates.py.
+        tables = report.aggregates.finish(order_tables, scores, mean_delivery_days=delivery, model=fitted)
+        aggregate_outputs = [{"path": f"{report.AGGREGATES_DIR}/{name}",
+                              "rows": export.write_csv(frame, stage / report.AGGREGATES_DIR / name)}
+                             for name, frame in tables.items()]
+        progress.advance()
 
     outputs = [{"path": scores_name, "rows": rows}, {"path": "rejects.csv", "rows": len(inputs.rejects)}]
     for f in result.files:
