@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -417,12 +416,9 @@ def _score(
         # passes over the orders do not add to the features' peak memory.
         orders_accepted = len(inputs.orders)
         codes = export.customer_codes(inputs.orders)  # one hash pass over the ids for both
-        with ThreadPoolExecutor(max_workers=1) as side:  # the report's tables on the second core
-            tables_done = side.submit(report.aggregates.from_orders, inputs.orders, ts, events=inputs.events,
-                                      codes=codes)
-            contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
-                                             codes=codes)
-            order_tables = tables_done.result()
+        contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
+                                         codes=codes)
+        order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events, codes=codes)
         del codes
         info["contacts"] = len(contacts)
     with timer.stage("features") as info:
