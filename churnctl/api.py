@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -492,17 +491,13 @@ def _score(
         if ledger_handle is None:
             recover(None, out_dirs=[out])
         stage = export.new_staging(out)
-        # scores.csv is formatted by Arrow kernels (they release the GIL) on a second thread
-        # while the campaign files, mostly pandas work, are planned and written here.
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            scores_written = writer.submit(write_table, scores, stage / scores_name, index=True)
-            export.write_rejects(inputs.rejects, stage)
-            progress.advance()
-            result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
-            del contacts
-            progress.advance()
-            rows = scores_written.result()
-            progress.advance()
+        rows = write_table(scores, stage / scores_name, index=True)
+        progress.advance()
+        export.write_rejects(inputs.rejects, stage)
+        progress.advance()
+        result = _plan_and_write(stage, scores, actions, contacts, ruleset, ts, config, ledger_handle)
+        del contacts
+        progress.advance()
         info["treated"] = sum(result.recipients.values())
         info["holdout"] = sum(result.holdout.values())
         info["scores"] = rows

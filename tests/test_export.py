@@ -411,3 +411,50 @@ def test_planned_export_with_profiles_holdout_and_ledger_rows(tmp_path):
     assert held["group_name"] == "holdout" and pd.isna(held["offer_code"])   # holdouts get no code
     assert ledger_rows.loc[ledger_rows["customer_id"].eq("007"), "offer_cost"].item() == 15.0
     assert "email" not in ledger_rows.columns and "first_name" not in ledger_rows.columns
+
+
+def test_build_contacts_latest_non_blank_value_missing_dates_last_and_file_duplicates():
+    orders = pd.DataFrame({
+        "customer_id": ["b", "a", "a", "a", "a", "c", None],
+        "order_date": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-03", "2026-01-04", None,
+                                      "2026-01-05", "2026-01-06"]),
+        # a's latest orders: a blank, then a missing date (sorts last) with whitespace only
+        "email": ["b@x.com", " first@x.com ", "second@x.com", "  ", "\t", "c@x.com", "nobody@x.com"],
+        "first_name": [None, "Ann", None, None, None, " Cy ", "X"],
+        "country": pd.Categorical(["DE", "FR", " ", "JP", None, "BR", "DE"]),
+    })
+    got = export.build_contacts(orders, None, ExportConfig())
+    assert list(got.index) == ["a", "b", "c"]  # first appearance in date order
+    assert got.loc["a", "email"] == "second@x.com" and got.loc["a", "first_name"] == "Ann"
+    assert got.loc["a", "country"] == "JP" and got.loc["c", "first_name"] == "Cy"
+    assert pd.isna(got.loc["b", "first_name"])
+    customers = pd.DataFrame({"customer_id": ["z", "c", "z"], "email": ["z1@x.com", None, "z2@x.com"],
+                              "marketing_consent": [True, None, False]})
+    with_file = export.build_contacts(orders, customers, ExportConfig(),
+                                      codes=export.customer_codes(orders))
+    assert list(with_file.index) == ["c", "z", "a", "b"]  # file rows (last per id, file order), then orders
+    assert with_file.loc["z", "email"] == "z2@x.com" and with_file.loc["z", "marketing_consent"] == False  # noqa: E712
+    assert with_file.loc["c", "email"] == "c@x.com"  # the file has no value: the orders' one
+    pd.testing.assert_frame_equal(with_file, export.build_contacts(orders, customers, ExportConfig()))
+
+
+def test_sha256_rows_hash_the_joined_text():
+    from churnctl.csvtext import sha256_rows
+
+    ids = pd.Series(["007", "Äbc", ""], dtype="str")
+    got = sha256_rows(["s|", ids, ":", np.array(["x", "y", "z"], dtype=object), "|2026"])
+    want = [hashlib.sha256(f"s|{i}:{c}|2026".encode()).digest() for i, c in zip(ids, "xyz")]
+    assert [bytes(row) for row in got] == want
+    assert sha256_rows(["a", ids.iloc[:0]]).shape == (0, 32)
+    with pytest.raises(ValueError):
+        sha256_rows([pd.Series(["a", None], dtype=object)])
+
+
+def test_campaign_rows_sorted_as_pandas_sorts_them():
+    frame = pd.DataFrame({"key": [0.5, np.nan, 0.9, 0.5, 0.5, np.nan],
+                          "customer_id": pd.array(["b", "a", "c", "a", "B", None], dtype="str"),
+                          "n": range(6)}, index=list("uvwxyz"))
+    got = export._sort_rows(frame, ["key", "customer_id"], [False, True])
+    assert list(got.index) == ["w", "y", "x", "u", "v", "z"]  # NaN keys last; "B" < "a" < "b"
+    want = frame.sort_values(["key", "customer_id"], ascending=[False, True], na_position="last")
+    pd.testing.assert_frame_equal(got, want)

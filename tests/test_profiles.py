@@ -138,3 +138,14 @@ def test_zip_formula_in_clear_column_is_neutralised():
 def test_empty_campaign_gets_header_only(profile):
     (_, text, n), = render(profile, rows().iloc[:0])[0]
     assert n == 0 and text.count("\n") == 1
+
+
+def test_timestamps_formatted_as_strftime_with_missing_kept():
+    times = pd.Series(pd.to_datetime(["2026-07-01 09:05:00", None, "2026-07-01 09:05:00", "2026-12-31 23:59:59"]),
+                      index=[7, 8, 9, 10])
+    got = profiles._timestamps(times, "%Y-%m-%dT%H:%M:%SZ")
+    assert got.index.tolist() == [7, 8, 9, 10]
+    assert got.tolist()[:1] + got.tolist()[2:] == ["2026-07-01T09:05:00Z", "2026-07-01T09:05:00Z",
+                                                   "2026-12-31T23:59:59Z"]
+    assert pd.isna(got.iloc[1])
+    pd.testing.assert_series_equal(got, times.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(got.dtype))

@@ -438,3 +438,14 @@ def test_score_writes_the_aggregates(nights, trained_model, tmp_path):
     assert segments["high"].sum() == manifest["counts"]["risk_tiers"]["high"]
     assert set(segments["lifecycle_stage"]) <= {"new", "repeat", "loyal"}
     assert pd.read_csv(out / "aggregates" / "features.csv")["importance"].sum() == pytest.approx(1, abs=1e-4)
+
+
+def test_order_tables_from_shared_customer_codes_equal_their_own():
+    orders = pd.concat([_orders(), pd.DataFrame({"customer_id": ["c4", None], "order_date": pd.to_datetime(
+        ["2026-02-03", "2026-02-04"]), "status": ["cancelled", "completed"], "amount": [5.0, 6.0],
+        "category": ["pet", "pet"]})], ignore_index=True)  # c4: no purchase; a row without a customer
+    shared = aggregates.from_orders(orders, AS_OF, codes=export.customer_codes(orders))
+    own = aggregates.from_orders(orders, AS_OF)
+    for name in ("cohorts", "monthly", "inputs"):
+        pd.testing.assert_frame_equal(getattr(shared, name), getattr(own, name))
+    assert shared.category.to_dict() == own.category.to_dict() == {"c1": "books", "c2": "pet", "c3": "pet"}
