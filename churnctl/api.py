@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -492,6 +493,10 @@ def _score(
             recover(None, out_dirs=[out])
         stage = export.new_staging(out)
         rows = write_table(scores, stage / scores_name, index=True)
+        # The largest output is hashed for the manifest on a thread while the rest is planned
+        # and written (hashlib and file reads release the GIL).
+        hasher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="churnctl-sha256")
+        digests = {scores_name: hasher.submit(_sha256, stage / scores_name)}
         progress.advance()
         export.write_rejects(inputs.rejects, stage)
         progress.advance()
@@ -515,7 +520,11 @@ def _score(
         outputs.append({**f, "path": Path(f["path"]).relative_to(stage).as_posix()})
     outputs += aggregate_outputs
     for o in outputs:
-        o["sha256"] = _sha256(stage / o["path"])
+        if o["path"] not in digests:
+            digests[o["path"]] = hasher.submit(_sha256, stage / o["path"])
+    for o in outputs:
+        o["sha256"] = digests[o["path"]].result()
+    hasher.shutdown()
     manifest = {
         "churnctl_version": __version__,
         "command": command,
