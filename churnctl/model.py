@@ -440,7 +440,10 @@ class ChurnModel:
 
     def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
         """Return the uncalibrated log-odds of churn, shape (n,)."""
-        x = self._x(X)
+        return self.raw_margin_of(self._x(X))
+
+    def raw_margin_of(self, x: np.ndarray) -> np.ndarray:
+        """Return :meth:`raw_margin` from the feature matrix ``x`` (columns ``self.features``)."""
         if len(x) == 0:
             return np.zeros(0)
         if self.algo == "xgboost":
@@ -449,7 +452,11 @@ class ChurnModel:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Return the calibrated P(churn), shape (n,), inside [PROB_FLOOR, 1 - PROB_FLOOR]."""
-        return self.calibrator.predict(self.raw_margin(X))
+        return self.proba_of(self._x(X))
+
+    def proba_of(self, x: np.ndarray) -> np.ndarray:
+        """Return :meth:`predict_proba` from the feature matrix ``x``; each row alone decides its value."""
+        return self.calibrator.predict(self.raw_margin_of(x))
 
     def contributions(self, X: pd.DataFrame, *, approx: bool = False) -> pd.DataFrame:
         """Return each feature's additive share of the raw margin: one column per feature + ``bias``.
