@@ -275,10 +275,12 @@ class History:
             numbers = [name for name in ("amount", *schema.ORDER_MONEY, "delivery_days", "promised_days",
                                          "review_score") if name in self.columns]
             texts = [name for name in ("country", "channel") if name in self.columns]
-            # Two threads: the copies (numpy takes, Arrow/categorical coding) run out of the GIL.
+            for name in texts:  # one at a time: coding a text column needs three code arrays
+                self.text(name)
+            # Two threads: the number columns' copies (numpy takes) run out of the GIL, and two of
+            # them in flight take no more memory than one text column being coded.
             with ThreadPoolExecutor(2) as pool:
-                for _ in pool.map(lambda read: read[0](read[1]),
-                                  [(self.col, n) for n in numbers] + [(self.text, t) for t in texts]):
+                for _ in pool.map(self.col, numbers):
                     pass
             self._orders = None
         return self

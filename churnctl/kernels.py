@@ -140,3 +140,26 @@ def median_gap(group, day, n_groups):  # pragma: no cover - compiled
             out[g] = (np.float64(gaps[(m - 1) // 2]) + np.float64(gaps[m // 2])) / 2
         i = j
     return out
+
+
+@_compiled
+def positive_ranking(values):  # pragma: no cover - compiled
+    """Return, per row of ``values``, its columns holding a positive value, largest first.
+
+    Shape as ``values``, padded with -1.  Equal values keep column order, so the ranking equals
+    repeated ``np.argmax`` (which takes the first of equal maxima); NaN is not positive.
+    """
+    n, m = values.shape
+    out = np.full((n, m), -1, dtype=np.int64)
+    for r in range(n):
+        k = 0
+        for c in range(m):
+            v = values[r, c]
+            if v > 0:  # insert after every column with a value >= v (stable)
+                j = k
+                while j > 0 and values[r, out[r, j - 1]] < v:
+                    out[r, j] = out[r, j - 1]
+                    j -= 1
+                out[r, j] = c
+                k += 1
+    return out

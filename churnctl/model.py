@@ -440,16 +440,30 @@ class ChurnModel:
 
     def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
         """Return the uncalibrated log-odds of churn, shape (n,)."""
-        x = self._x(X)
+        return self.raw_margin_of(self._x(X))
+
+    def raw_margin_of(self, x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """Return :meth:`raw_margin` from the feature matrix ``x`` (columns ``self.features``).
+
+        ``inplace``: xgboost predicts from the array itself (``inplace_predict``, the same
+        margins without building a DMatrix first; used when scoring)."""
         if len(x) == 0:
             return np.zeros(0)
         if self.algo == "xgboost":
-            return self._booster().predict(self._dmatrix(x), output_margin=True).astype(np.float64)
+            booster = self._booster()
+            if inplace:
+                return booster.inplace_predict(x, predict_type="margin", missing=np.nan).astype(np.float64)
+            return booster.predict(self._dmatrix(x), output_margin=True).astype(np.float64)
         return np.asarray(self.estimator.decision_function(x), dtype=np.float64)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Return the calibrated P(churn), shape (n,), inside [PROB_FLOOR, 1 - PROB_FLOOR]."""
         return self.calibrator.predict(self.raw_margin(X))
+
+    def proba_of(self, x: np.ndarray) -> np.ndarray:
+        """Return :meth:`predict_proba` from the feature matrix ``x`` (xgboost: ``inplace_predict``,
+        equal margins); each row alone decides its value."""
+        return self.calibrator.predict(self.raw_margin_of(x, inplace=True))
 
     def contributions(self, X: pd.DataFrame, *, approx: bool = False) -> pd.DataFrame:
         """Return each feature's additive share of the raw margin: one column per feature + ``bias``.

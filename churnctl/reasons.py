@@ -519,25 +519,25 @@ def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n
     index = features.index
     if len(index) == 0 or not names or top_n <= 0:
         return pa.array(np.full(len(index), "", dtype=object), type=pa.large_string())
-    left = np.where(contrib > 0, contrib, -np.inf)  # NaN and <= 0 never explain; -inf: tried
+    from .kernels import positive_ranking  # compiled (numba), imported when reasons are written
+
+    # Each customer's positive contributions, largest first (ties: contribution column order);
+    # NaN and <= 0 never explain.
+    ranking = positive_ranking(np.ascontiguousarray(contrib, dtype=np.float64))
     renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
     group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
     columns = _Columns(features, recent_days)
     slots = np.full((len(index), top_n), "", dtype=object)
     said = np.full((len(index), top_n), -1, dtype=np.int64)  # group ids already said
     count = np.zeros(len(index), dtype=np.int64)
-    active = np.arange(len(index))  # customers who may still get a reason; rows of ``left``
+    active = np.arange(len(index))  # customers who may still get a reason; rows of ``ranking``
 
-    for _rank in range(len(names)):
-        # Each active customer's next largest contribution (ties: contribution column order, as
-        # argmax takes the first): only the ranks someone still needs, not a full sort.
-        col = np.argmax(left, axis=1)
-        value = left[np.arange(len(active)), col]
-        live = (count[active] < top_n) & (value > -np.inf)
+    for rank in range(len(names)):
+        col = ranking[active, rank]  # each active customer's next largest contribution
+        live = (count[active] < top_n) & (col >= 0)
         if not live.any():
             break  # nobody has a positive contribution left to say
-        left[np.arange(len(active)), col] = -np.inf
-        active, left, col = active[live], left[live], col[live]  # the others are done for good
+        active, col = active[live], col[live]  # the others are done for good
         group, fresh = group_of[col], np.ones(len(active), dtype=bool)
         for k in range(top_n):  # a group is said at most once
             fresh &= said[active, k] != group

@@ -167,14 +167,7 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
         raise ConfigError(f"scoring.contributions: unknown value '{sc.contributions}' (choose exact or approx)")
     model.check_features(features)
     frame = features  # the parameter shadows the module name, kept for the public signature
-    # The probabilities (xgboost, out of the GIL) are computed on a second thread while the
-    # contributions and reasons of the chunks are.
-    if model.algo == "xgboost":
-        model._booster()  # its settings are made once here, before two threads use it
-    with ThreadPoolExecutor(1) as pool:
-        proba = pool.submit(model.predict_proba, frame)
-        causes, top_cause, reasons = _explain(frame, model, config)
-        p = np.round(proba.result(), DECIMALS)
+    p, causes, top_cause, reasons = _explain(frame, model, config)
 
     frequency = frame["frequency"]
     monetary = frame["monetary_total"].astype(np.float64)
@@ -211,14 +204,16 @@ def score(features: pd.DataFrame, model: ChurnModel, config: Config) -> pd.DataF
     return out[list(SCORE_COLUMNS[1:])]
 
 
-def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, pd.api.extensions.ExtensionArray]:
-    """Return the cause family sums (n x families, rounded), ``top_cause`` and ``reasons``.
+def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Return the probabilities (rounded), the cause family sums (n x families, rounded),
+    ``top_cause`` (codes of :data:`_CAUSE_NAMES`) and ``reasons``.
 
-    Customers go through in chunks of :data:`CHUNK_ROWS`: the per-feature contributions exist
-    for two chunks at a time, so memory stays bounded whatever the number of customers.  The
-    contributions of the next chunk (compiled, out of the GIL) are computed on a second thread
-    while the reasons of this one are written.  Every output row depends only on its own
-    customer, so the result equals a single pass.
+    Customers go through in chunks of :data:`CHUNK_ROWS`: the feature matrix and the
+    per-feature contributions exist for two chunks at a time, so memory stays bounded whatever
+    the number of customers.  The probabilities and contributions of the next chunk (xgboost
+    and the compiled TreeSHAP kernel, out of the GIL) are computed on a second thread while the
+    reasons of this one are written.  Every output row depends only on its own customer, so
+    the result equals a single pass.
     """
     sc = config.scoring
     n = len(frame)
@@ -226,23 +221,48 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     families = _family_positions(names)
     causes = np.empty((n, len(CAUSE_COLUMNS)), dtype=np.float64)
     top = np.empty(n, dtype=np.int64)
+    p = np.empty(n, dtype=np.float64)
     reasons = []
     starts = list(range(0, max(n, 1), CHUNK_ROWS))
 
-    def contributions(start: int) -> np.ndarray:
+    by_chunk = model.algo == "xgboost"  # a tree ensemble scores each row alone: chunks change nothing
+    if not by_chunk:
+        p[:] = np.round(model.predict_proba(frame), DECIMALS)
+    else:
+        model._booster()  # its settings are made here once, before the second thread uses it
+
+    def model_outputs(start: int) -> np.ndarray:
         x = model._x(frame.iloc[start:start + CHUNK_ROWS])
+        if by_chunk:
+            p[start:start + len(x)] = np.round(model.proba_of(x), DECIMALS)
         return model.contribution_values(x, approx=sc.contributions == "approx")
 
     with ThreadPoolExecutor(1) as pool:
-        upcoming = pool.submit(contributions, starts[0])
+        upcoming = pool.submit(model_outputs, starts[0])
         for k, start in enumerate(starts):
             values = upcoming.result()
             if k + 1 < len(starts):
-                upcoming = pool.submit(contributions, starts[k + 1])
+                upcoming = pool.submit(model_outputs, starts[k + 1])
             part = frame.iloc[start:start + CHUNK_ROWS]
             _explain_chunk(part, start, values, names, families, config, causes, top, reasons)
             del values
-    return causes, top, pd.array(pa.chunked_array(reasons, type=pa.large_string()), dtype="str")
+    # One contiguous array; the chunks' buffers (scattered among the freed per-chunk work) are
+    # handed back to the system, so that the later stages do not start from a fragmented heap.
+    said = pd.array(pa.concat_arrays(reasons), dtype="str")
+    del reasons
+    _release_memory()
+    return p, causes, top, said
+
+
+def _release_memory() -> None:
+    """Hand freed memory back to the system: Arrow's pool, and glibc's arenas of the threads."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _explain_chunk(part: pd.DataFrame, start: int, values: np.ndarray, names: list[str], families: list[int],

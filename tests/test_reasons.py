@@ -248,3 +248,22 @@ def test_a_phrase_that_cannot_be_said_gives_way_to_the_next_contribution():
         "x_custom": [0.0, 0.0, 0.2, 0.0],
     }))
     assert got["c3"] == "average order 80; 2 email opens in 30 days; only 1 order so far"
+
+
+def test_positive_ranking_kernel_equals_repeated_argmax():
+    from churnctl.kernels import positive_ranking
+
+    got = positive_ranking(np.array([[0.5, NAN, 2.0, 0.5, -1.0], [0.0, -2.0, NAN, 0.0, 0.0]]))
+    # row 0: 2.0 (col 2), then the tied 0.5s in column order; row 1: nothing positive
+    assert got.tolist() == [[2, 0, 3, -1, -1], [-1, -1, -1, -1, -1]]
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(size=(200, 9)), 1)  # many ties
+    values[rng.random(values.shape) < 0.1] = NAN
+    left = np.where(values > 0, values, -np.inf)
+    expected = np.full(values.shape, -1)
+    for rank in range(values.shape[1]):
+        col = np.argmax(left, axis=1)
+        ok = left[np.arange(len(left)), col] > -np.inf
+        expected[ok, rank] = col[ok]
+        left[np.arange(len(left)), col] = -np.inf
+    assert np.array_equal(positive_ranking(values), expected)

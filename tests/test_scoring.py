@@ -183,3 +183,16 @@ def test_chunked_scoring_equals_one_pass_on_the_sample(small_sample, trained_mod
     assert whole["reasons"].str.len().gt(0).mean() > 0.5 and whole["top_cause"].nunique() > 2
     # An empty frame still gives the columns (the Dask engine builds its meta this way).
     assert list(scoring.score(frame.iloc[:0], fitted, cfg).columns) == list(SCORE_COLUMNS[1:])
+
+
+def test_scoring_probabilities_equal_predict_proba_bit_for_bit(small_sample, trained_model):
+    from churnctl import ingest
+
+    cfg = Config()
+    orders = ingest.load_orders([small_sample / "orders.csv"], cfg.ingest).frame
+    events = ingest.load_events([small_sample / "events.csv"], cfg.ingest).frame
+    fitted = model.load(trained_model)
+    frame = model.scoring_features(orders, AS_OF_SAMPLE, cfg, events=events)
+    x = fitted._x(frame)
+    # inplace_predict (scoring, per chunk) and a DMatrix over all rows give the same bits
+    assert fitted.proba_of(x[:37]).tobytes() + fitted.proba_of(x[37:]).tobytes() == fitted.predict_proba(frame).tobytes()
