@@ -450,7 +450,6 @@ def _score(
         contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
                                          codes=codes)
         order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events, codes=codes)
-        del codes
         info["contacts"] = len(contacts)
     with timer.stage("features") as info:
         after = int((inputs.orders["order_date"] >= day_end(ts)).sum())
@@ -460,11 +459,14 @@ def _score(
             # The history holds every order column the features read: the orders frame (ids,
             # emails, names as text: most of its memory) is released before the features are
             # computed, which is where the run's memory peaks.
-            history = features.History(inputs.orders, events=inputs.events, config=config.features).detach(once=True)
+            history = features.History(inputs.orders, events=inputs.events, config=config.features,
+                                       codes=codes).detach(once=True)
+            codes = None
             inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
             _release_memory()
             feats = model.history_features(history, ts, config)
             del history
+        del codes
         info["customers"] = len(feats)
         info["orders_after_as_of"] = after
     if feats.empty:

@@ -155,6 +155,23 @@ def _text_codes(col: pd.Series, *, sort: bool = False) -> tuple[np.ndarray, pd.I
     return codes.astype(np.int64, copy=False), pd.Index(uniques)
 
 
+def _sorted_codes(codes: tuple[np.ndarray, Any], dtype: Any) -> tuple[np.ndarray, pd.Index]:
+    """Return what ``_text_codes(ids, sort=True)`` returns, from first-appearance codes and their
+    distinct ids (an Arrow string array): a sort of the distinct ids, not a hash of every row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    code, distinct = codes
+    order = np.asarray(pc.sort_indices(distinct), dtype=np.int64)  # code point order, as pandas sorts
+    rank = np.empty(order.size + 1, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    rank[-1] = -1  # code -1 (no id) stays -1
+    values = distinct.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    return rank[code], pd.Index(values, dtype=dtype)
+
+
 class History:
     """Orders (and events) coded by customer and sorted by (customer, order time) once.
 
@@ -166,7 +183,11 @@ class History:
     """
 
     def __init__(self, orders: pd.DataFrame, *, events: pd.DataFrame | None = None,
-                 config: FeatureConfig = FeatureConfig(), until: pd.Timestamp | None = None) -> None:
+                 config: FeatureConfig = FeatureConfig(), until: pd.Timestamp | None = None,
+                 codes: tuple[np.ndarray, Any] | None = None) -> None:
+        """``codes``: the customer ids already coded (``export.customer_codes``: a code per order,
+        -1 without an id, and the distinct ids as an Arrow array), so the ids are not hashed a
+        second time; the history is the same with or without them."""
         missing = [c for c in schema.ORDER_REQUIRED if c not in orders.columns]
         if missing:
             raise InputError(f"orders: missing required column '{missing[0]}'")
@@ -177,7 +198,7 @@ class History:
                            else cid.dtype)
         dates = _naive_datetimes(orders["order_date"], "orders")
         self.date_dtype = dates.dtype
-        cust, uniques = _text_codes(cid, sort=True)
+        cust, uniques = _sorted_codes(codes, cid.dtype) if codes is not None else _text_codes(cid, sort=True)
         self.uniques = uniques
         time = dates.astype("datetime64[ns]").view(np.int64)
         ok = (cust >= 0) & ~np.isnat(dates)

@@ -473,3 +473,23 @@ def test_median_gap_kernel_by_hand():
     many = np.arange(0, 400, dtype=np.int64) ** 2 // 7  # 399 gaps: the long path
     assert median_gap(np.zeros(400, dtype=np.int64), many, 1)[0] == np.median(np.diff(many))
     assert median_gap(np.zeros(5, dtype=np.int64), np.array([0, 1, 5, 6, 8]), 1)[0] == 1.5  # mean of 1, 2
+
+
+def test_history_from_shared_customer_codes_equals_history_from_the_ids():
+    # The score command hands History the codes the contacts stage computed (first appearance,
+    # -1 without an id); the history must be the one it would build by hashing the ids itself.
+    from churnctl import export
+
+    orders = pd.DataFrame({
+        "order_id": ["o1", "o2", "o3", "o4", "o5", "o6"],
+        "customer_id": pd.array(["b", "A", "b", "a", None, "0007"], dtype="str"),
+        "order_date": pd.to_datetime(["2024-01-03", "2024-01-01", "2024-01-01", "2024-01-02",
+                                      "2024-01-02", "2024-01-05"]),
+        "amount": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    })
+    plain = features.History(orders)
+    shared = features.History(orders, codes=export.customer_codes(orders))
+    assert list(shared.uniques) == ["0007", "A", "a", "b"] and shared.uniques.equals(plain.uniques)
+    assert shared.uniques.dtype == plain.uniques.dtype
+    assert np.array_equal(shared.rows, plain.rows) and np.array_equal(shared.cust, plain.cust)
+    assert shared.rows.tolist() == [5, 1, 3, 2, 0]  # by customer, then time; no id: left out
