@@ -294,10 +294,11 @@ def _check_rejects(inputs: Inputs, out: Path | None, config: Config) -> None:
 
 # --- sample -----------------------------------------------------------------------------
 def make_sample(
-    out: PathLike, *, customers: int, seed: int, end_date: date | None = None, years: float = 3.0
+    out: PathLike, *, customers: int, seed: int, end_date: date | None = None, years: float = 3.0,
+    purchase_rate: float = 1.0,
 ) -> dict[str, int]:
     """Write a synthetic history to ``out``; return rows written per file."""
-    kwargs: dict[str, Any] = {"seed": seed, "years": years}
+    kwargs: dict[str, Any] = {"seed": seed, "years": years, "purchase_rate": purchase_rate}
     if end_date is not None:
         kwargs["end_date"] = end_date
     data = sample.generate(customers, **kwargs)

@@ -168,13 +168,17 @@ def sample(
         Optional[datetime], typer.Option("--end-date", formats=["%Y-%m-%d"], help="Last day of history.")
     ] = None,
     years: Annotated[float, typer.Option(min=0.25, help="Years of history.")] = 3.0,
+    purchase_rate: Annotated[float, typer.Option(
+        "--purchase-rate", min=0.01, max=10.0,
+        help="Multiplier of the customers' purchase rates: 2 gives about twice the orders per customer.")] = 1.0,
 ) -> None:
     """Write a realistic synthetic cross-border order history (deterministic by seed)."""
     from . import api
 
     with reported(ctx):
         counts = api.make_sample(
-            out, customers=customers, seed=seed, end_date=end_date.date() if end_date else None, years=years
+            out, customers=customers, seed=seed, end_date=end_date.date() if end_date else None, years=years,
+            purchase_rate=purchase_rate,
         )
     typer.echo(", ".join(f"{k}: {v} rows" for k, v in counts.items()) + f" -> {out}", err=True)
 

@@ -237,12 +237,24 @@ def test_zero_dirt_gives_a_clean_file():
         ({"churn_mix": {"price": 0}}, "churn_mix: at least one cause"),
         ({"end_date": "2026-13-01"}, "end_date: not a date"),
         ({"years": 0}, "years: must be in (0, 50]"),
+        ({"purchase_rate": 0}, "purchase_rate: must be in (0, 10]"),
     ],
 )
 def test_bad_arguments_raise_one_line_input_errors(kwargs, message):
     with pytest.raises(InputError) as info:
         sample.generate(10, **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_purchase_rate_scales_orders_per_customer_and_one_keeps_the_default_files():
+    base = sample.generate(3000, seed=3, end_date=END, years=2.0)
+    same = sample.generate(3000, seed=3, end_date=END, years=2.0, purchase_rate=1.0)
+    busy = sample.generate(3000, seed=3, end_date=END, years=2.0, purchase_rate=3.0)
+    pd.testing.assert_frame_equal(base.orders, same.orders)
+    per = [d.orders["customer_id"].replace("", pd.NA).dropna().nunique() for d in (base, busy)]
+    ratio = (len(busy.orders) / per[1]) / (len(base.orders) / per[0])
+    assert per == [3000, 3000]  # the same customers ...
+    assert 1.6 < ratio < 2.2  # ... with more orders each (measured 1.80 for this seed)
 
 
 def test_bad_customer_count_raises():
