@@ -65,7 +65,8 @@ def test_arrow_csv_writer_matches_pandas_byte_for_byte():
 
 def test_arrow_csv_writer_few_distinct_floats_and_sparse_quoting_match_pandas():
     """Columns with few distinct floats are formatted once per value (bit-exact: -0.0 stays
-    apart from 0.0, NaN stays empty); quoting found in only some rows and pieces."""
+    apart from 0.0, NaN stays empty); a few floats needing Python's layout among many; quoting
+    found in only some rows and pieces."""
     from churnctl import csvtext
 
     special = [0.0, -0.0, 15.0, -3.0, 1e16, 1e-05, 0.00009999, 1e10, 3650.0, 0.9999, np.inf, -np.inf, np.nan,
@@ -87,6 +88,9 @@ def test_arrow_csv_writer_few_distinct_floats_and_sparse_quoting_match_pandas():
         "unquoted": pd.Series(np.array(["A", "B", "Zoë"], dtype=object)[rng.integers(0, 3, n)], dtype="str"),
     })
     df.loc[[5, 6], "zeros"] = [-0.0, np.nan]
+    sparse = rng.random(n)  # many distinct values, a few needing Python's layout
+    sparse[[9, 20_001, 30_000, 30_500, 44_444, 49_999, 7]] = [1e-05, 15.0, 1e16, -0.0, -2e-07, 0.0, np.nan]
+    df["sparse"] = sparse
     want = df.to_csv(index=False, lineterminator="\n").encode("utf-8")
     assert csvtext.supported(df)
     assert b"".join(csvtext.chunks(df, chunk_rows=10_000)) == want
