@@ -63,6 +63,40 @@ def test_arrow_csv_writer_matches_pandas_byte_for_byte():
     assert b"".join(csvtext.chunks(empty)) == empty.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
+def test_arrow_csv_writer_few_distinct_floats_and_sparse_quoting_match_pandas():
+    """Columns with few distinct floats are formatted once per value (bit-exact: -0.0 stays
+    apart from 0.0, NaN stays empty); a few floats needing Python's layout among many; quoting
+    found in only some rows and pieces."""
+    from churnctl import csvtext
+
+    special = [0.0, -0.0, 15.0, -3.0, 1e16, 1e-05, 0.00009999, 1e10, 3650.0, 0.9999, np.inf, -np.inf, np.nan,
+               0.1 + 0.2, 5e-324]
+    n = 50_000
+    rng = np.random.default_rng(7)
+    few = np.array(special)[rng.integers(0, len(special), n)]
+    notes = np.array(["plain", "late, twice", "ü,é", 'a "b"', "x\ny", "Zoë"], dtype=object)
+    note = np.full(n, "plain", dtype=object)
+    note[[3, 40_000]] = notes[1:3]  # a delimiter in two rows of two pieces only
+    note[45_000] = notes[3]  # a quote in one row of the last piece only
+    note[12_345] = notes[4]
+    df = pd.DataFrame({
+        "customer_id": pd.Series([f"{i:07d}" for i in range(n)], dtype="str"),
+        "few": few,
+        "zeros": np.zeros(n),
+        "whole": np.round(rng.random(n) * 1000),
+        "note": pd.Series(note, dtype="str"),
+        "unquoted": pd.Series(np.array(["A", "B", "Zoë"], dtype=object)[rng.integers(0, 3, n)], dtype="str"),
+    })
+    df.loc[[5, 6], "zeros"] = [-0.0, np.nan]
+    sparse = rng.random(n)  # many distinct values, a few needing Python's layout
+    sparse[[9, 20_001, 30_000, 30_500, 44_444, 49_999, 7]] = [1e-05, 15.0, 1e16, -0.0, -2e-07, 0.0, np.nan]
+    df["sparse"] = sparse
+    want = df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    assert csvtext.supported(df)
+    assert b"".join(csvtext.chunks(df, chunk_rows=10_000)) == want
+    assert b"".join(csvtext.chunks(df)) == want
+
+
 def test_write_csv_falls_back_to_pandas_for_other_columns(tmp_path):
     from churnctl import csvtext
 
