@@ -9,10 +9,11 @@ if ! pg_lsclusters -h | grep -q online; then
     cluster=$(pg_lsclusters -h | head -n1)
     if [ -z "$cluster" ]; then
         version=$(ls /usr/lib/postgresql | sort -n | tail -n1)
-        pg_createcluster "$version" main >/dev/null
+        pg_createcluster "$version" main >&2
         cluster=$(pg_lsclusters -h | head -n1)
     fi
-    pg_ctlcluster $(echo "$cluster" | awk '{print $1, $2}') start
+    # Its messages (e.g. "Removed stale pid file.") go to stderr: stdout is only the URL.
+    pg_ctlcluster $(echo "$cluster" | awk '{print $1, $2}') start >&2
 fi
 for _ in $(seq 1 30); do
     su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1 && break
