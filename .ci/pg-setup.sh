@@ -13,7 +13,8 @@ if ! pg_lsclusters -h | grep -q online; then
         cluster=$(pg_lsclusters -h | head -n1)
     fi
     # Its messages (e.g. "Removed stale pid file.") go to stderr: stdout is only the URL.
-    pg_ctlcluster $(echo "$cluster" | awk '{print $1, $2}') start >&2
+    name=$(echo "$cluster" | awk '{print $1, $2}')
+    pg_ctlcluster $name start >&2 || { sleep 3; pg_ctlcluster $name start >&2; }
 fi
 for _ in $(seq 1 30); do
     su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1 && break
