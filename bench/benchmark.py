@@ -119,6 +119,33 @@ def _churnctl() -> list[str]:
 
 
 # --- data ----------------------------------------------------------------------------------
+def write_parquet_copy(folder: Path) -> None:
+    """Write ``orders.parquet`` beside ``orders.csv``, typed as a seller's Parquet export is."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    import pandas as pd
+
+    for name in ("orders",):  # the Parquet stages read orders (+ customers CSV)
+        # Typed columns as a seller's Parquet export has them; ids stay text. The sample's
+        # deliberately bad dates and amounts would keep those columns text; a typed export
+        # cannot hold them, so they become nulls (the same rows are rejected, as missing).
+        text = {c: pa.string() for c in ("order_id", "customer_id", "email", "first_name", "topic")}
+        table = pacsv.read_csv(folder / f"{name}.csv", convert_options=pacsv.ConvertOptions(column_types=text))
+        if pa.types.is_string(table.schema.field("order_date").type):
+            dates = pd.to_datetime(table["order_date"].to_pandas(), format="ISO8601", utc=True,
+                                   errors="coerce")
+            table = table.set_column(table.schema.get_field_index("order_date"), "order_date",
+                                     pa.array(dates, from_pandas=True))
+        for col in ("amount", "discount_amount", "shipping_cost", "duties_amount"):
+            if col in table.column_names and pa.types.is_string(table.schema.field(col).type):
+                values = pd.to_numeric(table[col].to_pandas(), errors="coerce")
+                table = table.set_column(table.schema.get_field_index(col), col,
+                                         pa.array(values, type=pa.float64(), from_pandas=True))
+        pq.write_table(table, folder / f"{name}.parquet", compression="zstd")
+
+
 def ensure_data(data: Path, label: str) -> dict:
     folder = data / label
     info: dict = {}
@@ -130,15 +157,11 @@ def ensure_data(data: Path, label: str) -> dict:
             raise SystemExit(f"sample generation failed for {label}")
         info["generate_seconds"] = wall
     if not (folder / "orders.parquet").exists():
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-        import pyarrow.parquet as pq
-
-        for name in ("orders",):  # the Parquet stages read orders (+ customers CSV)
-            # Typed columns as a seller's Parquet export has them; ids stay text.
-            text = {c: pa.string() for c in ("order_id", "customer_id", "email", "first_name", "topic")}
-            table = pacsv.read_csv(folder / f"{name}.csv", convert_options=pacsv.ConvertOptions(column_types=text))
-            pq.write_table(table, folder / f"{name}.parquet", compression="zstd")
+        # In a child process: the stages are forked from this one, and a child's ru_maxrss
+        # counts the memory it had from its parent before exec.
+        _, _, code, _ = _run_wait4([sys.executable, __file__, "--parquet-copy", str(folder)])
+        if code:
+            raise SystemExit(f"writing the Parquet copy failed for {label}")
     info["orders_csv_mb"] = (folder / "orders.csv").stat().st_size / 2**20
     info["orders_parquet_mb"] = (folder / "orders.parquet").stat().st_size / 2**20
     return info
@@ -172,7 +195,12 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results.jsonl")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--parquet-copy", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    if args.parquet_copy:  # child mode: see ensure_data
+        write_parquet_copy(args.parquet_copy)
+        return
 
     if args.stage:  # child mode
         print(json.dumps(_stage(args.stage, args.folder, args.engine, args.data)))
