@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, export, features, ingest, progress, rules, sample
+from . import __version__, export, features, ingest, memory, progress, rules, sample
 from .config import Config
 from .errors import InputError, ModelError
 from .schema import as_of_timestamp, day_end
@@ -464,7 +464,7 @@ def _score(
                                        codes=codes).detach(once=True)
             codes = None
             inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
-            _release_memory()
+            memory.release(collect=True)
             feats = model.history_features(history, ts, config)
             del history
         del codes
@@ -476,7 +476,7 @@ def _score(
     # Before scoring, hand back what the features left behind (the pandas engine's history and
     # groups; the orders themselves with the Dask engine) to the system, with Arrow's pool.
     inputs.orders = inputs.events = inputs.customers = None  # see the docstring: inputs are consumed
-    _release_memory()
+    memory.release(collect=True)
     delivery = feats["mean_delivery_days"].copy() if "mean_delivery_days" in feats.columns else None
     with timer.stage("score", total=len(feats)) as info:
         scores = eng.score(feats, fitted, config) if eng is not None else scoring.score(feats, fitted, config)
@@ -715,16 +715,6 @@ def recover(led: ledger.Ledger | None, *, out_dirs: Sequence[Path] = ()) -> None
                 log.warning("recover  finished publishing %s after an interruption", d)
     if export.discard_stagings(sorted(dirs)):
         log.warning("recover  discarded an interrupted run's unfinished files")
-
-
-def _release_memory() -> None:
-    """Hand memory freed by dropped frames back to the system (Arrow's pool keeps it otherwise)."""
-    import gc
-
-    import pyarrow as pa
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
 
 
 def _plan_and_write(stage: Path, scores: pd.DataFrame, actions: pd.DataFrame, contacts: pd.DataFrame,

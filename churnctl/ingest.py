@@ -43,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import mappings, readers, schema
+from . import mappings, memory, readers, schema
 from .config import IngestConfig
 from .errors import ConfigError, InputError
 
@@ -963,7 +963,7 @@ def _align(parts: list[pd.DataFrame], order: Sequence[str], keep: np.ndarray | N
                 pieces[j] = pd.Series(piece if mask is None or mask.all() else piece[mask], copy=False)
             built = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         del pieces
-        _release_memory()
+        memory.release()
         return built
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="churnctl-frame") as pool:
@@ -1027,7 +1027,7 @@ def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequenc
         stats.append(result.stats)
         del result
 
-    _release_memory()
+    memory.release()
     src = np.repeat(np.arange(len(specs)), sizes)  # per accepted row: its file
     rows = np.flatnonzero(np.concatenate(valid))  # accepted rows among the parts' rows
     del valid
@@ -1055,19 +1055,8 @@ def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequenc
     for i, s in enumerate(stats):
         s.collapsed += int(collapsed[i])
         s.accepted = int(accepted[i])
-    _release_memory()
+    memory.release()
     return Loaded(frame=frame, rejects=_concat_rejects(rejects), stats=stats)
-
-
-def _release_memory() -> None:
-    """Hand freed memory back to the system (glibc keeps freed blocks of many small arrays)."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _filter(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import features as _features
+from . import memory
 from . import reasons as _reasons
 from .config import Config
 from .errors import ConfigError, ModelError
@@ -250,19 +251,8 @@ def _explain(frame: pd.DataFrame, model: ChurnModel, config: Config) -> tuple[np
     # handed back to the system, so that the later stages do not start from a fragmented heap.
     said = pd.array(pa.concat_arrays(reasons), dtype="str")
     del reasons
-    _release_memory()
+    memory.release()
     return p, causes, top, said
-
-
-def _release_memory() -> None:
-    """Hand freed memory back to the system: Arrow's pool, and glibc's arenas of the threads."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _explain_chunk(part: pd.DataFrame, start: int, values: np.ndarray, names: list[str], families: list[int],
