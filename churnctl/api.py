@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -95,6 +96,19 @@ class Inputs:
     rejects: pd.DataFrame
     stats: list[ingest.FileStats]
     files: list[dict[str, Any]]
+    #: the orders' customer codes from the ingest (``ingest.Loaded.customer_codes``), or None
+    customer_codes: tuple[Any, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # the codes belong to this very frame: a caller that replaces ``orders`` gets new codes
+        self._codes_of = weakref.ref(self.orders) if self.customer_codes is not None else None
+
+    def order_customer_codes(self) -> tuple[Any, Any]:
+        """Return ``export.customer_codes(self.orders)``: the ingest's codes while ``orders``
+        is still the ingested frame, else coded now (one hash pass over the ids)."""
+        if self._codes_of is not None and self._codes_of() is self.orders:
+            return self.customer_codes
+        return export.customer_codes(self.orders)
 
 
 @dataclass
@@ -248,6 +262,7 @@ def _load_inputs(groups: list, sizes: list, names: str, known: int | None, loade
         rejects=rejects,
         stats=stats,
         files=files,
+        customer_codes=loaded.customer_codes,
     )
 
 
@@ -447,7 +462,7 @@ def _score(
         # counts) is taken first, so the orders frame can be released before scoring, and these
         # passes over the orders do not add to the features' peak memory.
         orders_accepted = len(inputs.orders)
-        codes = export.customer_codes(inputs.orders)  # one hash pass over the ids for both
+        codes = inputs.order_customer_codes()  # coded once (by the ingest) for all three
         contacts = export.build_contacts(inputs.orders, inputs.customers, config.export, events=inputs.events,
                                          codes=codes)
         order_tables = report.aggregates.from_orders(inputs.orders, ts, events=inputs.events, codes=codes)

@@ -110,6 +110,10 @@ class Loaded:
     frame: pd.DataFrame
     rejects: pd.DataFrame
     stats: list[FileStats]
+    #: orders only: ``(code per row of frame, distinct customer ids)`` as
+    #: ``export.customer_codes(frame)`` returns them (codes in order of first appearance),
+    #: kept from the ingest's own coding of the ids so later stages skip a hash pass
+    customer_codes: tuple[np.ndarray, pa.Array] | None = None
 
 
 class _Rejector:
@@ -1038,11 +1042,12 @@ def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequenc
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="churnctl-describe")
         describe = pool.submit(_describe_facts, _DescribeInput.of(parts), rows, src, stats)
         pool.shutdown(wait=False)
+    customers = None  # orders: the accepted rows' customer codes, from the description
     if key:
         # the frame is built once, from the validated blocks: accepted rows, latest version only
         dup = _duplicated_last(_chain(parts, key[0]), rows)
         if describe is not None:
-            describe.result()  # before the frame is built: the peak stays one step's arrays
+            customers = describe.result()  # before the frame is built: the peak stays one step's arrays
         keep = np.zeros(sum(len(p) for p in parts), dtype=bool)
         keep[rows[~dup]] = True
         frame = _align(parts, order, keep=None if keep.all() else keep)
@@ -1050,13 +1055,39 @@ def _load(paths: Sequence[Path | str] | Path | str, kind: str, required: Sequenc
         frame = _align(parts, order, keep=np.isin(np.arange(sum(len(p) for p in parts)), rows))
         dup = frame.duplicated(keep="last").to_numpy()
         frame = _take(frame, ~dup) if dup.any() else frame
+    codes = None
+    if customers is not None:
+        codes = _first_appearance(customers[~dup] if dup.any() else customers, frame["customer_id"])
+        del customers
     collapsed = np.bincount(src[dup], minlength=len(specs))
     accepted = np.bincount(src[~dup], minlength=len(specs))
     for i, s in enumerate(stats):
         s.collapsed += int(collapsed[i])
         s.accepted = int(accepted[i])
     memory.release()
-    return Loaded(frame=frame, rejects=_concat_rejects(rejects), stats=stats)
+    return Loaded(frame=frame, rejects=_concat_rejects(rejects), stats=stats, customer_codes=codes)
+
+
+def _first_appearance(codes: np.ndarray, ids: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """Return ``codes`` (equal id, equal code; any numbering) renumbered in order of first
+    appearance, and the distinct ids in that order: what ``export.customer_codes(frame)``
+    computes with a second hash pass over the ids, from the ingest's own coding.
+
+    ``ids`` is the frame's ``customer_id``; ``codes`` its codes, row for row (every row has one:
+    an order without a customer id is rejected).
+    """
+    n = len(codes)
+    k = int(codes.max(initial=-1)) + 1
+    first = np.full(k, n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
+    by_first = np.argsort(first, kind="stable")
+    by_first = by_first[first[by_first] < n]  # a code no kept row has (cannot happen: defensive)
+    rank = np.full(k, -1, dtype=np.intp)
+    rank[by_first] = np.arange(len(by_first), dtype=np.intp)
+    text = pa.chunked_array(ids.array.__arrow_array__().chunks) if hasattr(ids.array, "__arrow_array__") \
+        else pa.chunked_array([pa.array(ids.array, from_pandas=True)])
+    uniques = text.take(pa.array(first[by_first])).combine_chunks()
+    return rank[codes], uniques
 
 
 def _filter(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -1261,7 +1292,10 @@ class _DescribeInput:
                    sizes=[len(p) for p in parts])
 
 
-def _describe_facts(facts: _DescribeInput, rows: np.ndarray, src: np.ndarray, stats: list[FileStats]) -> None:
+def _describe_facts(facts: _DescribeInput, rows: np.ndarray, src: np.ndarray, stats: list[FileStats]
+                    ) -> np.ndarray:
+    """Fill :func:`_describe`'s facts; return the customer code of each of ``rows`` (equal id,
+    equal code), which the caller keeps for the later stages."""
     n_files = len(stats)
     cust = _group_codes(facts.customer_id, rows)
     n_cust = int(cust.max(initial=-1)) + 1
@@ -1311,6 +1345,7 @@ def _describe_facts(facts: _DescribeInput, rows: np.ndarray, src: np.ndarray, st
         s.first_date = str(pd.Timestamp(first[i]).date())
         s.last_date = str(pd.Timestamp(last[i]).date())
         s.currencies = sorted(currencies[i])
+    return cust
 
 
 def _categorical_of(part: pd.DataFrame, col: str) -> tuple[np.ndarray, pd.Index]:

@@ -286,6 +286,36 @@ def test_invariant_on_random_messy_files(tmp_path, seed):
     assert got.frame["order_id"].is_unique
 
 
+def test_customer_codes_kept_from_the_ingest(tmp_path):
+    """The orders' customer codes come with the frame: first appearance order, exact id text,
+    counted after de-duplication and rejects (a customer whose only order was rejected or whose
+    order moved files has no code of its own), equal to export.customer_codes of the frame."""
+    from churnctl import export
+
+    a = write(tmp_path, f"{HEAD}\no1,007,2024-01-01,1\no2,C9,2024-01-02,2\no3,c9,2024-01-03,3\n"
+                        "o4,Z1,bad,4\no5,007,2024-01-05,5\no6,0x,2024-01-06,6\n", "a.csv")
+    b = write(tmp_path, f"{HEAD}\no6,7,2024-01-06,6\no7,c9,2024-01-07,7\n", "b.csv")  # o6 moves to '7'
+    got = ingest.load_orders([a, b], CFG)
+    codes, ids = got.customer_codes
+    assert got.frame["order_id"].tolist() == ["o1", "o2", "o3", "o5", "o6", "o7"]
+    assert ids.to_pylist() == ["007", "C9", "c9", "7"]  # '0x' lost its only order; 'Z1' rejected
+    assert codes.tolist() == [0, 1, 2, 0, 3, 2]
+    ref_codes, ref_ids = export.customer_codes(got.frame)
+    assert np.array_equal(codes, ref_codes) and ids.equals(ref_ids)
+
+
+def test_inputs_code_a_replaced_orders_frame_again(tmp_path):
+    from churnctl import api
+    from churnctl.config import Config
+
+    path = write(tmp_path, f"{HEAD}\no1,b,2024-01-01,1\no2,a,2024-01-02,2\no3,b,2024-01-03,3\n")
+    inputs = api.load_inputs([path], config=Config(ingest=CFG))
+    assert inputs.order_customer_codes() is inputs.customer_codes  # the ingest's own
+    inputs.orders = inputs.orders.iloc[[1, 2]].reset_index(drop=True)  # a caller's own frame
+    codes, ids = inputs.order_customer_codes()
+    assert codes.tolist() == [0, 1] and ids.to_pylist() == ["a", "b"]
+
+
 # --- file-level errors -----------------------------------------------------------------------
 def assert_input_error(call, message: str) -> None:
     with pytest.raises(InputError) as info:
