@@ -837,18 +837,21 @@ for _family in ("logistics", "price", "service", "product"):
 BTYD_INPUT = "btyd"
 
 
-def _added_by_model(g: Groups) -> np.ndarray:  # pragma: no cover - never called by build
-    raise NotImplementedError("added by model.add_btyd")
+def _model_feature(family: str, doc: str, name: str) -> None:
+    """Register a feature the model stage provides (``model.add_btyd``): listed and documented
+    with the others, but with no compute function, so :func:`build` cannot compute it."""
+    if name in FEATURES:
+        raise ValueError(f"feature {name!r} registered twice")
+    FEATURES[name] = Feature(name, family, " ".join(doc.split()), (BTYD_INPUT,))
 
 
-feature("activity", """BG/NBD probability that the customer is still alive (Fader, Hardie & Lee
-        2005), fitted on the whole customer base at as_of; 1 for one-time buyers.""",
-        (BTYD_INPUT,), name="p_alive")(_added_by_model)
-feature("activity", """BG/NBD expected number of purchase days in the next horizon_days.""",
-        (BTYD_INPUT,), name="expected_orders_horizon")(_added_by_model)
-feature("activity", """BG/NBD probability of no purchase in the next horizon_days (the classic
-        model's own churn probability; unlike 1 - p_alive it ranks one-time buyers).""",
-        (BTYD_INPUT,), name="p_no_order_horizon")(_added_by_model)
+_model_feature("activity", """BG/NBD probability that the customer is still alive (Fader, Hardie & Lee
+               2005), fitted on the whole customer base at as_of; 1 for one-time buyers.""", "p_alive")
+_model_feature("activity", """BG/NBD expected number of purchase days in the next horizon_days.""",
+               "expected_orders_horizon")
+_model_feature("activity", """BG/NBD probability of no purchase in the next horizon_days (the classic
+               model's own churn probability; unlike 1 - p_alive it ranks one-time buyers).""",
+               "p_no_order_horizon")
 
 
 # --- auxiliary counts for reasons (not model inputs) ------------------------------------------
@@ -988,8 +991,9 @@ def frame(g: Groups) -> pd.DataFrame:
     available = g.columns | g.event_columns
     values: dict[str, object] = {}
     for name, feat in FEATURES.items():
-        if set(feat.requires) <= available:
-            values[name] = _COMPUTE[name](g)
+        compute = _COMPUTE.get(name)  # None: a feature the model stage adds (BG/NBD)
+        if compute is not None and set(feat.requires) <= available:
+            values[name] = compute(g)
     descriptors = _descriptors(g, values["recency_days"], values["frequency"],
                                values["monetary_total"])
     aux = {name: func(g) for name, (req, func) in _AUX.items() if set(req) <= available}
