@@ -106,7 +106,8 @@ class Inputs:
     def order_customer_codes(self) -> tuple[Any, Any]:
         """Return ``export.customer_codes(self.orders)``: the ingest's codes while ``orders``
         is still the ingested frame, else coded now (one hash pass over the ids)."""
-        if self._codes_of is not None and self._codes_of() is self.orders:
+        if self._codes_of is not None and self._codes_of() is self.orders and len(
+                self.customer_codes[0]) == len(self.orders):
             return self.customer_codes
         return export.customer_codes(self.orders)
 

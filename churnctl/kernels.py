@@ -163,3 +163,31 @@ def positive_ranking(values):  # pragma: no cover - compiled
                 out[r, j] = c
                 k += 1
     return out
+
+
+@_compiled
+def needs_trim(offsets, data, lead, space):  # pragma: no cover - compiled
+    """Return True when some value of a text column may need trimming (``readers.trim``).
+
+    ``offsets`` (n + 1) and ``data`` are the column's Arrow buffers; ``lead`` / ``space`` are
+    256-entry tables of the first / last bytes that may begin / end white space.  The same test
+    as ``readers.trim``'s numpy one, value by value, stopping at the first hit: a first byte in
+    ``lead``, a last byte in ``space``, or a value ending in a multi-byte character whose lead
+    byte may start Unicode white space (0xC2; 0xE1-0xE3).  An empty value looks at a
+    neighbour's byte, as there: at worst a trim that changes nothing.
+    """
+    n = offsets.size - 1
+    m = data.size
+    for i in range(n):
+        first = data[min(offsets[i], m - 1)]
+        last_at = max(offsets[i + 1] - 1, 0)
+        last = data[last_at]
+        if lead[first] or space[last]:
+            return True
+        if last >= 0x80:
+            if data[max(last_at - 1, 0)] == 0xC2:
+                return True
+            b = data[max(last_at - 2, 0)]
+            if b == 0xE1 or b == 0xE2 or b == 0xE3:
+                return True
+    return False

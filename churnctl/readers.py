@@ -367,6 +367,11 @@ _LEAD = _SPACE.copy()  # first byte of a value that may start with white space
 _LEAD[[0xC2, 0xE1, 0xE2, 0xE3]] = True  # U+0085, U+00A0; U+1680; U+2000-U+205F; U+3000
 
 
+#: Columns of at least this many values are checked by the compiled :func:`kernels.needs_trim`
+#: (small ones by numpy: importing numba is not worth it for a small file).
+COMPILED_TRIM_ROWS = 65_536
+
+
 def trim(column: pa.Array) -> pa.Array:
     """Return a text column stripped of surrounding white space (as ``utf8_trim_whitespace``).
 
@@ -381,6 +386,11 @@ def trim(column: pa.Array) -> pa.Array:
         return column
     off = np.frombuffer(offsets, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
     raw = np.frombuffer(data, dtype=np.uint8)
+    if len(column) >= COMPILED_TRIM_ROWS:
+        # one compiled pass without the GIL (the reading thread must not hold up validation)
+        from .kernels import needs_trim
+
+        return pc.utf8_trim_whitespace(column) if needs_trim(off, raw, _LEAD, _SPACE) else column
     # An empty value shows a neighbour's byte here: at worst a trim that changes nothing.
     first = raw[np.minimum(off[:-1], len(raw) - 1)]
     last_at = np.maximum(off[1:] - 1, 0)

@@ -219,3 +219,45 @@ def test_typed_parquet_and_csv_copies_agree(tmp_path):
     assert [getattr(a.stats[0], k) for k in same] == [getattr(b.stats[0], k) for k in same]
     assert (a.stats[0].format, b.stats[0].format) == ("csv", "parquet")
     assert isinstance(b.frame["currency"].dtype, pd.CategoricalDtype)
+
+
+# --- trimming: the quick test of whether a column needs it ------------------------------------
+_PIECES = ["a", "7", "é", "中", "x y", "\u00a0", "\u3000", "\u2003", "\u1680", " ", "\t", "\u00e9\u00a0", "\u0085",
+           "\u00c2", "\u00e2\u0080", "€", ""]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_trim_equals_arrow_trim_on_every_kind_of_value(monkeypatch, compiled, seed):
+    """readers.trim returns the column itself only when no value needs trimming, else Arrow's
+    trim: the same text as utf8_trim_whitespace either way, by the numpy or the compiled test."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    monkeypatch.setattr(readers, "COMPILED_TRIM_ROWS", 0 if compiled else 10**12)
+    rng = np.random.default_rng(seed)
+    clean = ["C0001", "0042", "DE", "2024-01-01T10:00:00Z", "12.50", "Ünïcödé", "中文", "€9", ""]
+    for size in (1, 2, 50):
+        for _ in range(40):
+            values = list(rng.choice(clean, size))
+            if rng.random() < 0.7:  # one value with something that may be white space at an end
+                k = int(rng.integers(size))
+                piece = str(rng.choice(_PIECES))
+                values[k] = piece + values[k] if rng.random() < 0.5 else values[k] + piece
+            column = pa.array(values, type=pa.string())
+            for col in (column, column.slice(1) if size > 1 else column):
+                got = readers.trim(col)
+                assert got.to_pylist() == pc.utf8_trim_whitespace(col).to_pylist(), values
+                if got is col:  # returned as it is: nothing needed trimming
+                    assert col.to_pylist() == pc.utf8_trim_whitespace(col).to_pylist()
+
+
+def test_trim_leaves_a_clean_column_untouched_and_trims_a_dirty_one(monkeypatch):
+    for threshold in (0, 10**12):
+        monkeypatch.setattr(readers, "COMPILED_TRIM_ROWS", threshold)
+        clean = pa.array(["C1", "0007", "Zoë", "中"] * 1000)
+        assert readers.trim(clean) is clean
+        dirty = pa.array(["C1", "0007", "Zoë\u3000", "中"] * 1000)
+        assert readers.trim(dirty).to_pylist()[2] == "Zoë"
+        spaced = pa.array(["C1", " 0007", "x"])
+        assert readers.trim(spaced).to_pylist() == ["C1", "0007", "x"]
