@@ -143,25 +143,36 @@ def median_gap(group, day, n_groups):  # pragma: no cover - compiled
 
 
 @_compiled
-def positive_ranking(values):  # pragma: no cover - compiled
-    """Return, per row of ``values``, its columns holding a positive value, largest first.
+def positive_ranking(values, depth):  # pragma: no cover - compiled
+    """Return, per row of ``values``, its columns holding a positive value, largest first: the
+    first ``depth`` of them.
 
-    Shape as ``values``, padded with -1.  Equal values keep column order, so the ranking equals
-    repeated ``np.argmax`` (which takes the first of equal maxima); NaN is not positive.
+    Shape ``(rows, depth)``, padded with -1.  Equal values keep column order, so the ranking
+    equals repeated ``np.argmax`` (which takes the first of equal maxima); NaN is not positive.
+    With ``depth`` below the number of columns, a value enters the kept ranks only when it is
+    larger than the last kept one (an equal, later column ranks after it), so the result is
+    the first ``depth`` columns of the full ranking.
     """
     n, m = values.shape
-    out = np.full((n, m), -1, dtype=np.int64)
+    out = np.full((n, depth), -1, dtype=np.int64)
+    if depth == 0:
+        return out
     for r in range(n):
         k = 0
         for c in range(m):
             v = values[r, c]
             if v > 0:  # insert after every column with a value >= v (stable)
-                j = k
+                if k == depth:
+                    if not values[r, out[r, depth - 1]] < v:
+                        continue  # ranks after all the kept ones
+                    j = depth - 1  # the last kept one drops out
+                else:
+                    j = k
+                    k += 1
                 while j > 0 and values[r, out[r, j - 1]] < v:
                     out[r, j] = out[r, j - 1]
                     j -= 1
                 out[r, j] = c
-                k += 1
     return out
 
 

@@ -509,6 +509,10 @@ def build(features: pd.DataFrame, contributions: pd.DataFrame, top_n: int = 3, *
                      index=index, name="reasons")
 
 
+#: Ranks of each customer's positive contributions computed up front (see :func:`phrases`).
+RANK_DEPTH = 8
+
+
 def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int = 3, *,
             recent_days: int = 90) -> pa.Array:
     """Return :func:`build`'s strings as an Arrow array, from a contribution matrix.
@@ -522,8 +526,10 @@ def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n
     from .kernels import positive_ranking  # compiled (numba), imported when reasons are written
 
     # Each customer's positive contributions, largest first (ties: contribution column order);
-    # NaN and <= 0 never explain.
-    ranking = positive_ranking(np.ascontiguousarray(contrib, dtype=np.float64))
+    # NaN and <= 0 never explain.  The first RANK_DEPTH ranks of every customer are enough for
+    # almost all; the full ranking is computed for the few still without top_n reasons then.
+    contrib = np.ascontiguousarray(contrib, dtype=np.float64)
+    ranking = positive_ranking(contrib, min(len(names), max(RANK_DEPTH, top_n)))
     renders = [_PHRASES[c][1] if c in _PHRASES else _generic(c) for c in names]
     group_of, _ = pd.factorize(pd.Series([_PHRASES.get(c, (c,))[0] for c in names]))
     columns = _Columns(features, recent_days)
@@ -533,6 +539,10 @@ def phrases(features: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n
     active = np.arange(len(index))  # customers who may still get a reason; rows of ``ranking``
 
     for rank in range(len(names)):
+        if rank == ranking.shape[1]:  # past the first ranks: the whole ranking of those left
+            full = np.full((len(index), len(names)), -1, dtype=np.int64)
+            full[active] = positive_ranking(contrib[active], len(names))
+            ranking = full
         col = ranking[active, rank]  # each active customer's next largest contribution
         live = (count[active] < top_n) & (col >= 0)
         if not live.any():

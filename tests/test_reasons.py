@@ -253,9 +253,12 @@ def test_a_phrase_that_cannot_be_said_gives_way_to_the_next_contribution():
 def test_positive_ranking_kernel_equals_repeated_argmax():
     from churnctl.kernels import positive_ranking
 
-    got = positive_ranking(np.array([[0.5, NAN, 2.0, 0.5, -1.0], [0.0, -2.0, NAN, 0.0, 0.0]]))
+    got = positive_ranking(np.array([[0.5, NAN, 2.0, 0.5, -1.0], [0.0, -2.0, NAN, 0.0, 0.0]]), 5)
     # row 0: 2.0 (col 2), then the tied 0.5s in column order; row 1: nothing positive
     assert got.tolist() == [[2, 0, 3, -1, -1], [-1, -1, -1, -1, -1]]
+    # the first ranks only: a later tie of the last kept value stays out
+    assert positive_ranking(np.array([[0.5, 0.1, 2.0, 0.5, 0.7]]), 2).tolist() == [[2, 4]]
+    assert positive_ranking(np.array([[0.5, 0.1, 0.5, 0.5, 0.7]]), 3).tolist() == [[4, 0, 2]]
     rng = np.random.default_rng(1)
     values = np.round(rng.normal(size=(200, 9)), 1)  # many ties
     values[rng.random(values.shape) < 0.1] = NAN
@@ -266,4 +269,31 @@ def test_positive_ranking_kernel_equals_repeated_argmax():
         ok = left[np.arange(len(left)), col] > -np.inf
         expected[ok, rank] = col[ok]
         left[np.arange(len(left)), col] = -np.inf
-    assert np.array_equal(positive_ranking(values), expected)
+    for depth in range(values.shape[1] + 1):  # the first ranks are the full ranking's
+        assert np.array_equal(positive_ranking(values, depth), expected[:, :depth])
+
+
+def test_reasons_past_the_first_ranks_equal_the_full_ranking(monkeypatch):
+    """Customers whose first ranks are all one group (said once) or say nothing need ranks
+    past RANK_DEPTH: the reasons are those of a ranking computed in full up front."""
+    from churnctl import reasons
+
+    rng = np.random.default_rng(5)
+    n = 300
+    feats = pd.DataFrame({
+        "days_since_last_order": rng.integers(1, 400, n).astype(float),
+        "median_gap_days": rng.integers(5, 60, n).astype(float),
+        "late_share": rng.random(n), "mean_delivery_days": rng.integers(2, 30, n).astype(float),
+        "discount_share": rng.random(n), "mean_discount_rate": rng.random(n) / 2,
+        "cancel_rate": rng.random(n), "return_rate": rng.random(n),
+        "complaints_90d": rng.integers(0, 4, n).astype(float), "frequency": rng.integers(1, 9, n).astype(float),
+    }, index=pd.Index([f"C{i:04d}" for i in range(n)], name="customer_id"))
+    names = list(feats.columns)
+    contrib = np.round(rng.normal(size=(n, len(names))), 1)
+    monkeypatch.setattr(reasons, "RANK_DEPTH", len(names))  # every rank up front
+    full = reasons.phrases(feats, names, contrib, 3).to_pylist()
+    for depth in (0, 1, 2):
+        monkeypatch.setattr(reasons, "RANK_DEPTH", depth)  # at least top_n up front, then the rest
+        assert reasons.phrases(feats, names, contrib, 3).to_pylist() == full
+        assert reasons.phrases(feats, names, contrib, 1).to_pylist() == [t.split(reasons.SEPARATOR)[0] if t else t
+                                                                          for t in full]
