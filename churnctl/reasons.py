@@ -96,10 +96,13 @@ def _int(x: np.ndarray) -> np.ndarray:
 
 
 def _dec(x: np.ndarray) -> np.ndarray:
-    """One decimal, dropping ".0" ("3.5", "4")."""
-    r = np.round(np.nan_to_num(x), 1)
-    whole = r == np.round(r)
-    return np.where(whole, _int(r), r.astype(str).astype(object))
+    """One decimal, dropping ".0" ("3.5", "4").  Each distinct value is formatted once."""
+    r = np.round(np.nan_to_num(np.asarray(x, dtype=np.float64)), 1)
+    if r.size == 0:
+        return np.empty(0, dtype=object)
+    distinct, inverse = np.unique(r, return_inverse=True)
+    whole = distinct == np.round(distinct)
+    return np.where(whole, _int(distinct), distinct.astype(str).astype(object))[inverse.reshape(r.shape)]
 
 
 def _pct(x: np.ndarray) -> np.ndarray:

@@ -297,3 +297,11 @@ def test_reasons_past_the_first_ranks_equal_the_full_ranking(monkeypatch):
         assert reasons.phrases(feats, names, contrib, 3).to_pylist() == full
         assert reasons.phrases(feats, names, contrib, 1).to_pylist() == [t.split(reasons.SEPARATOR)[0] if t else t
                                                                           for t in full]
+
+
+def test_decimal_text_known_answers():
+    from churnctl.reasons import _dec
+
+    x = np.array([3.5, 4.0, 4.04, NAN, -0.04, 12.25, 7.96, 3.5, 100.0])
+    assert _dec(x).tolist() == ["3.5", "4", "4", "0", "0", "12.2", "8", "3.5", "100"]
+    assert _dec(np.array([])).tolist() == []
