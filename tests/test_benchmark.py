@@ -78,3 +78,20 @@ def test_parquet_copy_is_typed_and_keeps_every_row(bench_run):
     assert table["order_id"].to_pylist() == ids  # ids stay text, leading zeros kept
     assert pa.types.is_timestamp(table.schema.field("order_date").type)
     assert pa.types.is_floating(table.schema.field("amount").type)
+
+
+def test_repeat_reports_the_fastest_run_and_every_run(bench_run):
+    data, _ = bench_run
+    results = data / "repeat.jsonl"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "benchmark.py"), "--data", str(data), "--sizes", "smoke",
+         "--stages", "read_csv", "ingest", "--repeat", "2", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = {r["stage"]: r for r in map(json.loads, results.read_text().splitlines())}
+    for rec in records.values():
+        assert len(rec["seconds_all"]) == 2 and rec["seconds"] == min(rec["seconds_all"])
+    assert records["ingest"]["x_read"] == pytest.approx(records["ingest"]["seconds"] / records["read_csv"]["seconds"])
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "benchmark.py"), "--repeat", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--repeat must be at least 1" in bad.stderr
