@@ -352,32 +352,32 @@ def main() -> None:
                         for n in (name, f"model-pandas{'-events' if with_events else ''}")]
             return next((m for m in fallback if m.exists()), fallback[0])
 
+        def child_stage(stage: str, rec: dict) -> tuple[float, float]:
+            """Run a stage of this script in a child process; put its figures (or its error) in
+            ``rec``; return (wall seconds, peak RSS MB)."""
+            wall, rss, code, stdout = _run_wait4(
+                [sys.executable, __file__, "--stage", stage, "--folder", str(folder), "--engine", args.engine,
+                 "--data", str(work)], work / f"{stage}.log")
+            if code:
+                rec["error"] = f"exit {code}, see {work / (stage + '.log')}"
+            else:
+                rec.update(json.loads(stdout.strip().splitlines()[-1]))
+            return wall, rss
+
         def measure(stage: str) -> tuple[str, dict | None, float, float]:
             """Run one stage once: ("ok", record, wall s, peak RSS MB), or "early" (a record
             that says why the stage could not run) or "skip" (not run at this size)."""
             rec: dict = {"size": label, "engine": args.engine, "stage": stage, **info}
             with_events = stage.endswith("_events")
             if stage in ("read_csv", "read_csv_end", "read_parquet", "ingest", "ingest_parquet", "features"):
-                wall, rss, code, stdout = _run_wait4(
-                    [sys.executable, __file__, "--stage", stage, "--folder", str(folder), "--engine", args.engine,
-                     "--data", str(work)], work / f"{stage}.log")
-                if code:
-                    rec["error"] = f"exit {code}, see {work / (stage + '.log')}"
-                else:
-                    rec.update(json.loads(stdout.strip().splitlines()[-1]))
+                wall, rss = child_stage(stage, rec)
             elif stage == "floor":
                 model_path = model_for(False)
                 if not model_path.exists():
                     rec["error"] = f"no model at {model_path}: run the train stage first"
                     return "early", rec, 0.0, 0.0
                 (work / "floor-model.txt").write_text(str(model_path))
-                wall, rss, code, stdout = _run_wait4(
-                    [sys.executable, __file__, "--stage", stage, "--folder", str(folder), "--engine", args.engine,
-                     "--data", str(work)], work / f"{stage}.log")
-                if code:
-                    rec["error"] = f"exit {code}, see {work / (stage + '.log')}"
-                else:
-                    rec.update(json.loads(stdout.strip().splitlines()[-1]))
+                wall, rss = child_stage(stage, rec)
             elif stage in ("train", "train_events"):
                 if label not in train_sizes:
                     return "skip", None, 0.0, 0.0
